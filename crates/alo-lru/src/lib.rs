@@ -1,0 +1,104 @@
+//! A least-recently-used cache bounded by the bytes its entries hold, not by their count.
+//!
+//! Use it where entries differ in size and what must be bounded is memory: cached blobs, rendered
+//! pages, rows of a slow database. [`Lru`] is the single-threaded cache (`&mut self`, references
+//! out); [`ShardedLru`] is the thread-safe one (`&self`, values cloned out, one lock per shard),
+//! the form a cache server shares between its tasks. The crate stands alone: no async runtime,
+//! no other alo crate.
+//!
+//! Each entry is charged a weight: by default `key.weigh() + value.weigh()` through the
+//! [`Weigh`] trait (string and byte-buffer lengths, integer sizes; `bytes::Bytes` with the
+//! default `bytes` feature), or whatever a closure weigher says. Inserting past the budget evicts
+//! least recently used entries until the new one fits. An entry that alone exceeds the budget is
+//! refused and handed back in a [`TooLarge`] error: storing it would empty the cache and still
+//! break the bound.
+//!
+//! # Example
+//! ```
+//! use alo_lru::Lru;
+//!
+//! # fn main() -> Result<(), alo_lru::TooLarge<&'static str, String>> {
+//! // 16 bytes of keys and values.
+//! let mut cache = Lru::new(16);
+//! cache.insert("a", "alpha".to_string())?; // charged 1 + 5
+//! cache.insert("b", "beta".to_string())?; // charged 1 + 4
+//! assert_eq!(cache.get("a").map(String::as_str), Some("alpha")); // "a" is now most recent
+//!
+//! cache.insert("c", "gamma".to_string())?; // 17 bytes would be over: "b" is evicted
+//! assert!(cache.peek("b").is_none());
+//! assert_eq!(cache.bytes(), 12);
+//!
+//! let keys: Vec<_> = cache.iter().map(|(k, _)| *k).collect();
+//! assert_eq!(keys, ["c", "a"]); // most recently used first
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The thread-safe form, with a closure weigher:
+//! ```
+//! use std::sync::Arc;
+//! use alo_lru::ShardedLru;
+//!
+//! # fn main() -> Result<(), alo_lru::TooLarge<u64, Vec<u8>>> {
+//! // Charge the value's length plus 48 bytes of bookkeeping per entry.
+//! let weigher = |_: &u64, v: &Vec<u8>| v.len() + 48;
+//! let cache = Arc::new(ShardedLru::with_weigher(1 << 20, 8, weigher));
+//! let writer = {
+//!     let cache = Arc::clone(&cache);
+//!     std::thread::spawn(move || {
+//!         for k in 0..1000u64 {
+//!             let _ = cache.insert(k, vec![0; 100]);
+//!         }
+//!     })
+//! };
+//! writer.join().expect("writer thread");
+//! assert_eq!(cache.get(&999), Some(vec![0; 100]));
+//! assert!(cache.bytes() <= 1 << 20);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Costs
+//! Every operation of [`Lru`] is O(1): `get` hashes the key, probes a SwissTable (hashbrown) of
+//! `u32` indices, compares the key of the node it names and relinks that node to the front;
+//! `insert` adds a weigher call and, per eviction, one table removal. Growth of the table and of
+//! the node vector is amortised. `iter` walks the list, O(len).
+//!
+//! [`ShardedLru`] adds one uncontended mutex lock/unlock and a clone of the value to each call;
+//! `len`, `bytes`, `stats` and `clear` lock every shard in turn.
+//!
+//! # Memory
+//! Beyond the key and the value, an entry costs a node of 24 bytes (the stored hash, the charge
+//! and two `u32` links, plus padding for `K` and `V`'s alignment) and a table slot of about
+//! 5.7 bytes (4 bytes of index and a control byte at 7/8 load). The node vector grows by
+//! doubling, so up to half of it may be spare capacity after growth. None of this is counted in
+//! [`Lru::bytes`]: add it in a closure weigher when it matters, e.g. `|k, v| k.len() + v.len() + 32`.
+//!
+//! Entries live in one dense vector: removing one moves the last node into its place, so there
+//! are no holes and no per-entry allocation. The crate has no `unsafe` code.
+//!
+//! # Concurrency
+//! [`Lru`] is `Send` and `Sync` when its key, value, weigher and hasher are; its methods take
+//! `&mut self` where they change anything (even `get`, which reorders). [`ShardedLru`] takes
+//! `&self` everywhere and is shared through an `Arc`; see its docs for how the budget is split.
+
+mod error;
+mod shard;
+mod stats;
+mod sync;
+mod unsync;
+mod weigh;
+
+pub use error::TooLarge;
+pub use shard::Iter;
+pub use stats::Stats;
+pub use sync::ShardedLru;
+pub use unsync::Lru;
+pub use weigh::{ByteWeigher, Weigh, Weigher};
+
+/// The hasher both caches use unless told otherwise (hashbrown's default, foldhash).
+pub use hashbrown::DefaultHashBuilder;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
