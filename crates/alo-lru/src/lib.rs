@@ -60,7 +60,8 @@
 //!
 //! # Costs
 //! Every operation of [`Lru`] is O(1): `get` hashes the key, probes a SwissTable (hashbrown) of
-//! `u32` indices, compares the key of the node it names and relinks that node to the front;
+//! `u32` slot numbers, compares the key of the entry it names and relinks that entry's links to
+//! the front;
 //! `insert` adds a weigher call and, per eviction, one table removal. Growth of the table and of
 //! the node vector is amortised. `iter` walks the list, O(len).
 //!
@@ -68,14 +69,15 @@
 //! `len`, `bytes`, `stats` and `clear` lock every shard in turn.
 //!
 //! # Memory
-//! Beyond the key and the value, an entry costs a node of 24 bytes (the stored hash, the charge
-//! and two `u32` links, plus padding for `K` and `V`'s alignment) and a table slot of about
-//! 5.7 bytes (4 bytes of index and a control byte at 7/8 load). The node vector grows by
-//! doubling, so up to half of it may be spare capacity after growth. None of this is counted in
-//! [`Lru::bytes`]: add it in a closure weigher when it matters, e.g. `|k, v| k.len() + v.len() + 32`.
+//! Beyond the key and the value, an entry costs 24 bytes: its stored hash and charge (16, plus
+//! any padding for `K` and `V`'s alignment) beside it, two `u32` links (8) in a parallel vector,
+//! and a table slot of about 5.7 bytes (a 4-byte index and a control byte at 7/8 load). The
+//! vectors grow by doubling, so up to half of them may be spare capacity after growth. None of
+//! this is counted in [`Lru::bytes`]: add it in a closure weigher when it matters, e.g.
+//! `|k, v| k.len() + v.len() + 32`.
 //!
-//! Entries live in one dense vector: removing one moves the last node into its place, so there
-//! are no holes and no per-entry allocation. The crate has no `unsafe` code.
+//! Entries live in one dense vector: removing one moves the last into its place, so there are no
+//! holes and no allocation per entry. The crate has no `unsafe` code.
 //!
 //! # Concurrency
 //! [`Lru`] is `Send` and `Sync` when its key, value, weigher and hasher are; its methods take

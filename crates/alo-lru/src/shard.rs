@@ -1,8 +1,13 @@
-//! The core both front ends share: a recency list linked by `u32` indices through a dense `Vec`,
-//! beside a `HashTable` that maps a key's hash to its index.
+//! The core both front ends share: entries in a dense `Vec`, a recency list linked by `u32` slot
+//! numbers through a parallel `Vec` of links, and a `HashTable` from a key's hash to its slot.
 //!
 //! The core neither hashes nor weighs: the front ends compute a key's hash and an entry's charge
 //! (outside any lock, in the sharded form) and hand both in.
+//!
+//! Slot `s` (from 1) is `entries[s - 1]` and `links[s]`. Slot 0 is the list's sentinel: its
+//! `next` is the most recently used slot and its `prev` the least, so linking and unlinking need
+//! no branch for the ends. The links live apart from the entries so that relinking a node and its
+//! neighbours touches a compact array of 8-byte links rather than three whole entries.
 
 use std::borrow::Borrow;
 use std::mem;
@@ -11,39 +16,41 @@ use hashbrown::HashTable;
 
 use crate::{Stats, TooLarge};
 
-/// The index that links to nothing.
-const NIL: u32 = u32::MAX;
+/// The sentinel slot.
+const ENDS: u32 = 0;
 
-/// Most entries one shard holds. Indices are `u32` to keep nodes small and `NIL` is reserved;
-/// a shard that reaches the limit evicts as if it were out of bytes. Unit tests lower it so the
-/// limit can be reached.
+/// Most entries one shard holds: slot numbers are `u32` to keep links small. A shard that
+/// reaches the limit evicts as if it were out of bytes. Unit tests lower it so the limit can be
+/// reached.
 #[cfg(not(test))]
-const MAX_ENTRIES: usize = NIL as usize;
+const MAX_ENTRIES: usize = u32::MAX as usize;
 #[cfg(test)]
 const MAX_ENTRIES: usize = 4;
 
-struct Node<K, V> {
+struct Entry<K, V> {
     key: K,
     value: V,
     /// Kept so that neither eviction nor table growth calls the user's `Hash` again.
     hash: u64,
     /// Kept so that removal subtracts exactly what insertion added, whatever the weigher does.
     charge: usize,
-    /// Towards the most recently used end; `NIL` at the head.
+}
+
+#[derive(Clone, Copy)]
+struct Link {
+    /// Towards the most recently used end.
     prev: u32,
-    /// Towards the least recently used end; `NIL` at the tail.
+    /// Towards the least recently used end.
     next: u32,
 }
 
 pub(crate) struct Shard<K, V> {
-    /// Dense: removing an entry moves the last node into its slot.
-    nodes: Vec<Node<K, V>>,
-    /// Indices into `nodes`, hashed by the node's `hash`.
+    /// Dense: removing an entry moves the last one into its slot.
+    entries: Vec<Entry<K, V>>,
+    /// `links[0]` is the sentinel; `links[s]` belongs to `entries[s - 1]`.
+    links: Vec<Link>,
+    /// Slot numbers, hashed by their entry's `hash`.
     table: HashTable<u32>,
-    /// Most recently used node.
-    head: u32,
-    /// Least recently used node: the next to be evicted.
-    tail: u32,
     /// Sum of the charges of the entries held. Never above `max_bytes` when bounded.
     bytes: usize,
     /// 0 means unbounded.
@@ -54,10 +61,12 @@ pub(crate) struct Shard<K, V> {
 impl<K, V> Shard<K, V> {
     pub(crate) fn new(max_bytes: usize) -> Self {
         Shard {
-            nodes: Vec::new(),
+            entries: Vec::new(),
+            links: vec![Link {
+                prev: ENDS,
+                next: ENDS,
+            }],
             table: HashTable::new(),
-            head: NIL,
-            tail: NIL,
             bytes: 0,
             max_bytes,
             stats: Stats::default(),
@@ -65,7 +74,7 @@ impl<K, V> Shard<K, V> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.nodes.len()
+        self.entries.len()
     }
 
     pub(crate) fn bytes(&self) -> usize {
@@ -80,28 +89,45 @@ impl<K, V> Shard<K, V> {
         self.stats
     }
 
-    /// Finds the index of `key`, comparing only nodes whose table slot matched `hash`.
+    #[inline]
+    fn entry(&self, slot: u32) -> &Entry<K, V> {
+        &self.entries[slot as usize - 1]
+    }
+
+    fn entry_mut(&mut self, slot: u32) -> &mut Entry<K, V> {
+        &mut self.entries[slot as usize - 1]
+    }
+
+    /// The least recently used slot; `ENDS` when empty.
+    #[inline]
+    fn tail(&self) -> u32 {
+        self.links[ENDS as usize].prev
+    }
+
+    /// Finds the slot of `key`, comparing only entries whose table slot matched `hash`.
+    #[inline(always)]
     fn find<Q>(&self, hash: u64, key: &Q) -> Option<u32>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let nodes = &self.nodes;
+        let entries = &self.entries;
         self.table
-            .find(hash, |&i| nodes[i as usize].key.borrow() == key)
+            .find(hash, |&s| entries[s as usize - 1].key.borrow() == key)
             .copied()
     }
 
+    #[inline(always)]
     pub(crate) fn get<Q>(&mut self, hash: u64, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
         match self.find(hash, key) {
-            Some(i) => {
+            Some(s) => {
                 self.stats.hits += 1;
-                self.move_to_front(i);
-                Some(&self.nodes[i as usize].value)
+                self.move_to_front(s);
+                Some(&self.entry(s).value)
             }
             None => {
                 self.stats.misses += 1;
@@ -110,12 +136,13 @@ impl<K, V> Shard<K, V> {
         }
     }
 
+    #[inline]
     pub(crate) fn peek<Q>(&self, hash: u64, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        self.find(hash, key).map(|i| &self.nodes[i as usize].value)
+        self.find(hash, key).map(|s| &self.entry(s).value)
     }
 
     pub(crate) fn contains_key<Q>(&self, hash: u64, key: &Q) -> bool
@@ -153,55 +180,57 @@ impl<K, V> Shard<K, V> {
         }
         self.stats.inserts += 1;
 
-        if let Some(mut i) = self.find(hash, &key) {
-            self.move_to_front(i);
-            self.bytes -= self.nodes[i as usize].charge;
-            // `i` is the head and the new charge fits an empty shard, so the tail reaches `i`
+        if let Some(mut s) = self.find(hash, &key) {
+            self.move_to_front(s);
+            self.bytes -= self.entry(s).charge;
+            // `s` is the head and the new charge fits an empty shard, so the tail reaches `s`
             // only once everything else is gone, and by then the loop has stopped.
             while !self.fits(self.bytes, charge) {
-                let t = self.tail;
-                let node = self.remove_index(t);
-                if i as usize == self.nodes.len() {
-                    // Our node was the last one, so the removal moved it into the freed slot.
-                    i = t;
+                let tail = self.tail();
+                let old = self.remove_slot(tail);
+                if s as usize == self.entries.len() + 1 {
+                    // Ours was the last slot, so the removal moved it into the freed one.
+                    s = tail;
                 }
                 self.stats.evictions += 1;
-                evicted(node.key, node.value);
+                evicted(old.key, old.value);
             }
-            let node = &mut self.nodes[i as usize];
-            node.charge = charge;
             self.bytes = self.bytes.saturating_add(charge);
-            return Ok(Some(mem::replace(&mut node.value, value)));
+            let entry = self.entry_mut(s);
+            entry.charge = charge;
+            return Ok(Some(mem::replace(&mut entry.value, value)));
         }
 
         // Evict from the cold end until the new entry fits. The last eviction hands its slot to
-        // the new entry, which saves the move of another node and two table probes.
-        while self.tail != NIL
-            && (self.nodes.len() >= MAX_ENTRIES || !self.fits(self.bytes, charge))
+        // the new entry, which saves moving another entry and two table probes.
+        while self.tail() != ENDS
+            && (self.entries.len() >= MAX_ENTRIES || !self.fits(self.bytes, charge))
         {
-            let t = self.tail;
-            if self.fits(self.bytes - self.nodes[t as usize].charge, charge) {
+            let tail = self.tail();
+            if self.fits(self.bytes - self.entry(tail).charge, charge) {
                 let (old_key, old_value) = self.reuse_tail(hash, charge, key, value);
                 self.stats.evictions += 1;
                 evicted(old_key, old_value);
                 return Ok(None);
             }
-            let node = self.remove_index(t);
+            let old = self.remove_slot(tail);
             self.stats.evictions += 1;
-            evicted(node.key, node.value);
+            evicted(old.key, old.value);
         }
 
-        let i = self.nodes.len() as u32;
-        self.nodes.push(Node {
+        self.entries.push(Entry {
             key,
             value,
             hash,
             charge,
-            prev: NIL,
-            next: NIL,
         });
-        self.link_front(i);
-        self.index(hash, i);
+        let s = self.entries.len() as u32;
+        self.links.push(Link {
+            prev: ENDS,
+            next: ENDS,
+        });
+        self.link_front(s);
+        self.index(hash, s);
         self.bytes = self.bytes.saturating_add(charge);
         Ok(None)
     }
@@ -211,34 +240,39 @@ impl<K, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Eq + ?Sized,
     {
-        let i = self.find(hash, key)?;
-        let node = self.remove_index(i);
-        Some((node.key, node.value))
+        let s = self.find(hash, key)?;
+        let entry = self.remove_slot(s);
+        Some((entry.key, entry.value))
     }
 
     pub(crate) fn pop_lru(&mut self) -> Option<(K, V)> {
-        if self.tail == NIL {
+        let tail = self.tail();
+        if tail == ENDS {
             return None;
         }
-        let node = self.remove_index(self.tail);
-        Some((node.key, node.value))
+        let entry = self.remove_slot(tail);
+        Some((entry.key, entry.value))
     }
 
     pub(crate) fn clear(&mut self) {
-        // Forget the indices before dropping the entries: a panicking `Drop` must not leave the
-        // table naming nodes that are gone.
+        // Forget the slots before dropping the entries: a panicking `Drop` must not leave the
+        // table naming entries that are gone.
         self.table.clear();
-        self.head = NIL;
-        self.tail = NIL;
+        self.links.truncate(1);
+        self.links[ENDS as usize] = Link {
+            prev: ENDS,
+            next: ENDS,
+        };
         self.bytes = 0;
-        self.nodes.clear();
+        self.entries.clear();
     }
 
     pub(crate) fn iter(&self) -> Iter<'_, K, V> {
         Iter {
-            nodes: &self.nodes,
-            next: self.head,
-            remaining: self.nodes.len(),
+            entries: &self.entries,
+            links: &self.links,
+            next: self.links[ENDS as usize].next,
+            remaining: self.entries.len(),
         }
     }
 
@@ -251,95 +285,101 @@ impl<K, V> Shard<K, V> {
     /// Replaces the tail's entry with a new one, in place, and makes it the head.
     /// Returns the old key and value.
     fn reuse_tail(&mut self, hash: u64, charge: usize, key: K, value: V) -> (K, V) {
-        let t = self.tail;
-        self.unindex(t);
-        self.unlink(t);
-        let node = &mut self.nodes[t as usize];
-        self.bytes = self.bytes - node.charge + charge;
-        node.hash = hash;
-        node.charge = charge;
+        let tail = self.tail();
+        self.unindex(tail);
+        self.unlink(tail);
+        let bytes = self.bytes - self.entry(tail).charge + charge;
+        let entry = self.entry_mut(tail);
+        entry.hash = hash;
+        entry.charge = charge;
         let old = (
-            mem::replace(&mut node.key, key),
-            mem::replace(&mut node.value, value),
+            mem::replace(&mut entry.key, key),
+            mem::replace(&mut entry.value, value),
         );
-        self.link_front(t);
-        self.index(hash, t);
+        self.bytes = bytes;
+        self.link_front(tail);
+        self.index(hash, tail);
         old
     }
 
-    /// Removes node `i` from the table, the list and `nodes`, and returns it. The last node moves
-    /// into slot `i`, and its neighbours and table slot are pointed at its new place.
-    fn remove_index(&mut self, i: u32) -> Node<K, V> {
-        self.unindex(i);
-        self.unlink(i);
-        let node = self.nodes.swap_remove(i as usize);
-        self.bytes -= node.charge;
-        if let Some(moved) = self.nodes.get(i as usize) {
-            let last = self.nodes.len() as u32;
-            let (hash, prev, next) = (moved.hash, moved.prev, moved.next);
+    /// Removes slot `s` from the table, the list and the vectors, and returns its entry. The
+    /// last slot moves into `s`, and its neighbours and table entry are pointed at its new place.
+    fn remove_slot(&mut self, s: u32) -> Entry<K, V> {
+        self.unindex(s);
+        self.unlink(s);
+        let entry = self.entries.swap_remove(s as usize - 1);
+        self.links.swap_remove(s as usize);
+        self.bytes -= entry.charge;
+        let last = self.entries.len() as u32 + 1;
+        if s != last {
+            let hash = self.entry(s).hash;
             if let Some(slot) = self.table.find_mut(hash, |&j| j == last) {
-                *slot = i;
+                *slot = s;
             }
-            match prev {
-                NIL => self.head = i,
-                p => self.nodes[p as usize].next = i,
-            }
-            match next {
-                NIL => self.tail = i,
-                n => self.nodes[n as usize].prev = i,
-            }
+            let Link { prev, next } = self.links[s as usize];
+            self.links[prev as usize].next = s;
+            self.links[next as usize].prev = s;
         }
-        node
+        entry
     }
 
-    fn index(&mut self, hash: u64, i: u32) {
-        let nodes = &self.nodes;
+    fn index(&mut self, hash: u64, s: u32) {
+        let entries = &self.entries;
         self.table
-            .insert_unique(hash, i, |&j| nodes[j as usize].hash);
+            .insert_unique(hash, s, |&j| entries[j as usize - 1].hash);
     }
 
-    fn unindex(&mut self, i: u32) {
-        let hash = self.nodes[i as usize].hash;
-        if let Ok(entry) = self.table.find_entry(hash, |&j| j == i) {
-            entry.remove();
-        }
-    }
-
-    fn move_to_front(&mut self, i: u32) {
-        if self.head != i {
-            self.unlink(i);
-            self.link_front(i);
+    fn unindex(&mut self, s: u32) {
+        let hash = self.entry(s).hash;
+        if let Ok(found) = self.table.find_entry(hash, |&j| j == s) {
+            found.remove();
         }
     }
 
-    fn unlink(&mut self, i: u32) {
-        let Node { prev, next, .. } = self.nodes[i as usize];
-        match prev {
-            NIL => self.head = next,
-            p => self.nodes[p as usize].next = next,
-        }
-        match next {
-            NIL => self.tail = prev,
-            n => self.nodes[n as usize].prev = prev,
+    #[inline(always)]
+    fn move_to_front(&mut self, s: u32) {
+        // One local slice, so that the compiler sees a fixed length and checks each index once.
+        let links = &mut self.links[..];
+        let s = s as usize;
+        let head = links[ENDS as usize].next as usize;
+        if head != s {
+            let Link { prev, next } = links[s];
+            links[prev as usize].next = next;
+            links[next as usize].prev = prev;
+            links[s] = Link {
+                prev: ENDS,
+                next: head as u32,
+            };
+            links[head].prev = s as u32;
+            links[ENDS as usize].next = s as u32;
         }
     }
 
-    fn link_front(&mut self, i: u32) {
-        let head = self.head;
-        let node = &mut self.nodes[i as usize];
-        node.prev = NIL;
-        node.next = head;
-        match head {
-            NIL => self.tail = i,
-            h => self.nodes[h as usize].prev = i,
-        }
-        self.head = i;
+    #[inline]
+    fn unlink(&mut self, s: u32) {
+        let links = &mut self.links[..];
+        let Link { prev, next } = links[s as usize];
+        links[prev as usize].next = next;
+        links[next as usize].prev = prev;
+    }
+
+    #[inline]
+    fn link_front(&mut self, s: u32) {
+        let links = &mut self.links[..];
+        let head = links[ENDS as usize].next;
+        links[s as usize] = Link {
+            prev: ENDS,
+            next: head,
+        };
+        links[head as usize].prev = s;
+        links[ENDS as usize].next = s;
     }
 }
 
 /// Entries from most to least recently used; made by `Lru::iter`.
 pub struct Iter<'a, K, V> {
-    nodes: &'a [Node<K, V>],
+    entries: &'a [Entry<K, V>],
+    links: &'a [Link],
     next: u32,
     remaining: usize,
 }
@@ -348,10 +388,13 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
     type Item = (&'a K, &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
-        let node = self.nodes.get(self.next as usize)?;
-        self.next = node.next;
+        if self.next == ENDS {
+            return None;
+        }
+        let entry = &self.entries[self.next as usize - 1];
+        self.next = self.links[self.next as usize].next;
         self.remaining -= 1;
-        Some((&node.key, &node.value))
+        Some((&entry.key, &entry.value))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -381,25 +424,26 @@ mod tests {
         /// Asserts every structural invariant: the list visits each node once in both
         /// directions, the table names each node under its hash, and the bytes add up.
         fn check(&self) {
-            assert_eq!(self.table.len(), self.nodes.len());
-            assert!(self.nodes.len() <= MAX_ENTRIES);
-            let (mut i, mut prev, mut seen) = (self.head, NIL, 0);
-            while i != NIL {
-                let node = &self.nodes[i as usize];
-                assert_eq!(node.prev, prev, "back link of {i}");
+            assert_eq!(self.table.len(), self.entries.len());
+            assert_eq!(self.links.len(), self.entries.len() + 1);
+            assert!(self.entries.len() <= MAX_ENTRIES);
+            let (mut s, mut prev, mut seen) = (self.links[0].next, ENDS, 0);
+            while s != ENDS {
+                assert_eq!(self.links[s as usize].prev, prev, "back link of {s}");
+                let hash = self.entry(s).hash;
                 assert!(
-                    self.table.find(node.hash, |&j| j == i).is_some(),
-                    "{i} is indexed"
+                    self.table.find(hash, |&j| j == s).is_some(),
+                    "{s} is indexed"
                 );
-                (prev, i) = (i, node.next);
+                (prev, s) = (s, self.links[s as usize].next);
                 seen += 1;
-                assert!(seen <= self.nodes.len(), "the list has a cycle");
+                assert!(seen <= self.entries.len(), "the list has a cycle");
             }
-            assert_eq!(self.tail, prev);
-            assert_eq!(seen, self.nodes.len());
+            assert_eq!(self.tail(), prev);
+            assert_eq!(seen, self.entries.len());
             assert_eq!(
                 self.bytes,
-                self.nodes.iter().map(|n| n.charge).sum::<usize>()
+                self.entries.iter().map(|e| e.charge).sum::<usize>()
             );
             if self.max_bytes != 0 {
                 assert!(self.bytes <= self.max_bytes);
@@ -461,7 +505,7 @@ mod tests {
                     Op::Get(k) => {
                         if let Some(&v) = s.get(hash(k), &k) {
                             prop_assert_eq!(v, k);
-                            prop_assert_eq!(s.head, s.find(hash(k), &k).expect("present"));
+                            prop_assert_eq!(s.links[0].next, s.find(hash(k), &k).expect("present"));
                         }
                     }
                     Op::Remove(k) => {

@@ -61,6 +61,7 @@ impl<K: Hash + Eq, V, W: Weigher<K, V>, S: BuildHasher> Lru<K, V, W, S> {
     }
 
     /// The value of `key`, marking the entry most recently used. Counts a hit or a miss.
+    #[inline]
     pub fn get<Q>(&mut self, key: &Q) -> Option<&V>
     where
         K: Borrow<Q>,
