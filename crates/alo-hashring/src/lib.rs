@@ -1,0 +1,61 @@
+//! A consistent-hash ring with virtual nodes that every process computes identically.
+//!
+//! Use it to decide which of several nodes owns a key, so that every node of a cluster, on any
+//! machine and in any process, names the same owner for the same key and the same members; and
+//! so that when a node joins or leaves, only the keys it gains or loses move. The crate stands
+//! alone: no async runtime, no other alo crate, one dependency (`xxhash-rust`).
+//!
+//! # Example
+//! ```
+//! use alo_hashring::HashRing;
+//!
+//! let mut ring: HashRing<String> = ["http://10.0.0.1:8001", "http://10.0.0.2:8001"]
+//!     .into_iter()
+//!     .map(String::from)
+//!     .collect();
+//! let owner = ring.node_for("user:42").expect("ring has nodes").clone();
+//!
+//! // A third node takes about a third of the keys, and only from the other two.
+//! ring.add("http://10.0.0.3:8001".to_string());
+//! let now = ring.node_for("user:42").expect("ring has nodes");
+//! assert!(*now == owner || now == "http://10.0.0.3:8001");
+//!
+//! // The owner and then the next distinct nodes clockwise, e.g. for replicas.
+//! let two = ring.nodes_for("user:42", 2);
+//! assert_eq!(two.len(), 2);
+//! assert_eq!(two[0], now);
+//! ```
+//!
+//! # Placement, exactly
+//! The ring is the `u64` range. A node of weight `w` (1 unless added with
+//! [`HashRing::add_weighted`]) is placed at the `replicas × w` points
+//! `xxh3_64(node bytes ‖ i as 4 little-endian bytes, seed = SEED)` for `i` in `0..replicas × w`.
+//! A key belongs to the node of the first point at or after `xxh3_64(key bytes, seed = SEED)`,
+//! wrapping past `u64::MAX` to the first point. Points that coincide are ordered by their
+//! nodes' bytes. Nothing else enters: not the order nodes were added, not the process, not the
+//! platform. A program in another language can reproduce the mapping from this paragraph; the
+//! golden test pins it against an independent implementation.
+//!
+//! # Costs
+//! With `P` points in all (`replicas × total weight`, 500 per node of weight 1 by default):
+//! - [`node_for`](HashRing::node_for): one xxh3 of the key, then O(1) expected: a radix index of
+//!   about one bucket per point narrows the search to one or two points.
+//! - [`nodes_for`](HashRing::nodes_for)`(key, n)`: walks clockwise until `n` distinct nodes are
+//!   found; about `P / len × n log n` points when nodes are of equal weight.
+//! - [`add`](HashRing::add): O(P) plus sorting the new node's points; [`extend`](Extend::extend)
+//!   sorts once for many nodes. [`remove`](HashRing::remove): O(P).
+//! - Memory: 8 bytes of position and 4 of owner per point, and 4 to 8 bytes of index per point:
+//!   about 6 to 10 KiB per node at the default 500 replicas.
+//!
+//! A ring has no interior mutability: share it behind an `Arc` and swap in a new one to change
+//! membership (as `alo-http` does), or put it behind a lock.
+
+mod hasher;
+mod ring;
+
+pub use hasher::{RingHasher, SEED, Xxh3};
+pub use ring::{DEFAULT_REPLICAS, HashRing, MAX_REPLICAS};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
