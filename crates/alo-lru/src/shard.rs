@@ -388,7 +388,7 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
     type Item = (&'a K, &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.next == ENDS {
+        if self.remaining == 0 {
             return None;
         }
         let entry = &self.entries[self.next as usize - 1];
