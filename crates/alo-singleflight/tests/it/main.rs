@@ -1,0 +1,5 @@
+//! Public behaviour of alo-singleflight, in one test binary.
+
+mod cancel;
+mod dedup;
+mod failures;
