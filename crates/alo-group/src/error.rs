@@ -1,0 +1,58 @@
+//! What can go wrong in a group, and what a getter or a peer can say.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// What a [`Getter`](crate::Getter) or a [`PeerGetter`](crate::PeerGetter) reports instead of a
+/// value. Cloned to every caller that shared the load, so it carries a message, not a source.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The source of truth has no value for the key. Not a failure: a peer's "not found" goes to
+    /// the caller as is, without a second load from the same origin.
+    #[error("not found")]
+    NotFound,
+    /// The load failed (the origin is down, a peer timed out, ...), with a message for a person.
+    #[error("{0}")]
+    Failed(Arc<str>),
+}
+
+impl LoadError {
+    /// A failure described by `reason`, e.g. `LoadError::failed(db_error)`.
+    pub fn failed(reason: impl fmt::Display) -> Self {
+        LoadError::Failed(Arc::from(reason.to_string()))
+    }
+}
+
+/// Why a group gave no value, or refused to be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Keys are non-empty byte strings.
+    #[error("the key is empty")]
+    EmptyKey,
+    /// The getter (here or on the key's owner) says the key has no value.
+    #[error("not found")]
+    NotFound,
+    /// The getter failed; its message. Nothing was cached: the next get tries again.
+    #[error("load failed: {0}")]
+    Load(Arc<str>),
+    /// The getter panicked; the panic's message. Nothing was cached.
+    #[error("the getter panicked: {0}")]
+    Panicked(Arc<str>),
+    /// Group names are non-empty.
+    #[error("a group needs a name")]
+    EmptyName,
+    /// A registry already holds a group of this name.
+    #[error("a group named {0:?} already exists")]
+    DuplicateGroup(String),
+}
+
+impl From<LoadError> for Error {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::NotFound => Error::NotFound,
+            LoadError::Failed(message) => Error::Load(message),
+        }
+    }
+}

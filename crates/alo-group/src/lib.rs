@@ -1,0 +1,61 @@
+//! The read-through cache group of alo: a named cache of byte values that answers each get from
+//! its local caches, else from the key's owner among its peers, else from the user's getter,
+//! calling the getter once per key however many callers wait.
+//!
+//! This crate is the flow of groupcache without a transport: peers come in through the
+//! [`PeerPicker`] and [`PeerGetter`] traits (`alo-http` implements them over HTTP and a hash
+//! ring), so a group can be tested, or embedded, with no network at all. Values are
+//! [`bytes::Bytes`]: immutable and cheap to clone, so nothing a caller does can change a cached
+//! value.
+//!
+//! # Example
+//! ```
+//! use alo_group::{Group, LoadError, getter_fn};
+//! use bytes::Bytes;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), alo_group::Error> {
+//! // The source of truth: here a match, in life a database or an object store.
+//! let getter = getter_fn(|key: Bytes| async move {
+//!     match &key[..] {
+//!         b"alice" => Ok(Bytes::from_static(b"admin")),
+//!         b"bob" => Ok(Bytes::from_static(b"viewer")),
+//!         _ => Err(LoadError::NotFound),
+//!     }
+//! });
+//! let roles = Group::builder("roles", getter).max_bytes(1 << 20).build()?;
+//!
+//! assert_eq!(roles.get("alice").await?, "admin"); // loaded through the getter
+//! assert_eq!(roles.get("alice").await?, "admin"); // from the cache
+//! assert_eq!(roles.get("carol").await, Err(alo_group::Error::NotFound));
+//!
+//! let stats = roles.stats();
+//! assert_eq!((stats.gets, stats.cache_hits, stats.local_loads), (3, 1, 1));
+//! assert_eq!(stats.local_load_errs, 1); // "not found" is not cached either
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Costs
+//! A cache hit costs one lookup in a sharded LRU (a mutex per shard, the value's reference count
+//! incremented), a miss in the main cache one more in the hot cache, and a few relaxed atomic
+//! increments. A miss adds a singleflight (a map insert and remove under a mutex) and whatever
+//! the peer or the getter costs. Nothing is spawned: loads run on the callers' tasks, and a load
+//! whose callers have all gone is cancelled.
+
+mod error;
+mod getter;
+mod group;
+mod groups;
+mod stats;
+
+pub use error::{Error, LoadError};
+pub use futures_util::future::BoxFuture;
+pub use getter::{Getter, GetterFn, PeerGetter, PeerPicker, getter_fn};
+pub use group::{DEFAULT_MAX_BYTES, Group, GroupBuilder};
+pub use groups::Groups;
+pub use stats::{CacheStats, GroupStats};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

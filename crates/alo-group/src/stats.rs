@@ -1,0 +1,102 @@
+//! A group's counters: atomics while it runs, a `Serialize` snapshot to read.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+/// The live counters; each only grows. Relaxed atomics: they count, they do not synchronise.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) gets: AtomicU64,
+    pub(crate) cache_hits: AtomicU64,
+    pub(crate) peer_loads: AtomicU64,
+    pub(crate) peer_errors: AtomicU64,
+    pub(crate) loads: AtomicU64,
+    pub(crate) loads_deduped: AtomicU64,
+    pub(crate) local_loads: AtomicU64,
+    pub(crate) local_load_errs: AtomicU64,
+    pub(crate) server_requests: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+/// A snapshot of a group's counters, e.g. for a `/stats` endpoint (`serde::Serialize`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct GroupStats {
+    /// Calls of `get` and `get_local`, including those refused for an empty key.
+    pub gets: u64,
+    /// Gets answered from the main or the hot cache.
+    pub cache_hits: u64,
+    /// Values a peer returned (its cache hits and its loads).
+    pub peer_loads: u64,
+    /// Peer requests that failed; each fell back to a local load.
+    pub peer_errors: u64,
+    /// Gets that missed both caches and went on to load (`gets - cache_hits`, less refusals).
+    pub loads: u64,
+    /// Loads that joined another caller's load of the same key instead of starting one.
+    pub loads_deduped: u64,
+    /// Getter calls that returned a value.
+    pub local_loads: u64,
+    /// Getter calls that failed, panicked or said "not found".
+    pub local_load_errs: u64,
+    /// Gets that came from peers (`get_local` calls).
+    pub server_requests: u64,
+    /// The cache of keys this node owns or loaded.
+    pub main_cache: CacheStats,
+    /// The cache of copies of popular keys that other nodes own.
+    pub hot_cache: CacheStats,
+}
+
+/// One cache's size and counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Bytes of keys and values held.
+    pub bytes: u64,
+    /// Entries held.
+    pub items: u64,
+    /// Lookups.
+    pub gets: u64,
+    /// Lookups that found their key.
+    pub hits: u64,
+    /// Entries evicted to stay within the budget.
+    pub evictions: u64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self, main_cache: CacheStats, hot_cache: CacheStats) -> GroupStats {
+        GroupStats {
+            gets: read(&self.gets),
+            cache_hits: read(&self.cache_hits),
+            peer_loads: read(&self.peer_loads),
+            peer_errors: read(&self.peer_errors),
+            loads: read(&self.loads),
+            loads_deduped: read(&self.loads_deduped),
+            local_loads: read(&self.local_loads),
+            local_load_errs: read(&self.local_load_errs),
+            server_requests: read(&self.server_requests),
+            main_cache,
+            hot_cache,
+        }
+    }
+}
+
+impl CacheStats {
+    pub(crate) fn of<K, V, W, S>(cache: &alo_lru::ShardedLru<K, V, W, S>) -> Self {
+        let s = cache.stats();
+        CacheStats {
+            bytes: cache.bytes() as u64,
+            items: cache.len() as u64,
+            gets: s.hits + s.misses,
+            hits: s.hits,
+            evictions: s.evictions,
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! A counting getter and fake peers that route keys by a fixed rule.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use alo_group::{BoxFuture, Getter, LoadError, PeerGetter, PeerPicker};
+use bytes::Bytes;
+
+/// Answers `value:<key>` for every key but `missing` and `broken`, and counts its calls.
+#[derive(Clone, Default)]
+pub(crate) struct Source {
+    pub(crate) calls: Arc<AtomicUsize>,
+    pub(crate) keys: Arc<Mutex<Vec<Bytes>>>,
+}
+
+impl Source {
+    pub(crate) fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Getter for Source {
+    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Bytes, LoadError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.keys.lock().expect("not poisoned").push(key.clone());
+        Box::pin(async move {
+            match &key[..] {
+                b"missing" => Err(LoadError::NotFound),
+                b"broken" => Err(LoadError::failed("origin down")),
+                _ => Ok(Bytes::from([&b"value:"[..], &key].concat())),
+            }
+        })
+    }
+}
+
+/// One fake peer: answers `peer<id>:<key>`, or fails while `failing` is set.
+#[derive(Default)]
+pub(crate) struct FakePeer {
+    pub(crate) id: usize,
+    pub(crate) asked: Mutex<Vec<(String, Bytes)>>,
+    pub(crate) failing: AtomicBool,
+}
+
+impl PeerGetter for FakePeer {
+    fn get<'a>(&'a self, group: &'a str, key: &'a [u8]) -> BoxFuture<'a, Result<Bytes, LoadError>> {
+        let key = Bytes::copy_from_slice(key);
+        self.asked
+            .lock()
+            .expect("not poisoned")
+            .push((group.to_string(), key.clone()));
+        Box::pin(async move {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(LoadError::failed(format!("peer {} is down", self.id)));
+            }
+            if &key[..] == b"missing" {
+                return Err(LoadError::NotFound);
+            }
+            Ok(Bytes::from(
+                [format!("peer{}:", self.id).as_bytes(), &key[..]].concat(),
+            ))
+        })
+    }
+}
+
+/// Routes a key by its last byte: `b'0'` (and anything that is not a digit 1-3) is ours, a
+/// digit 1-3 belongs to that peer.
+pub(crate) struct Router {
+    pub(crate) peers: Vec<Arc<FakePeer>>,
+    pub(crate) picks: AtomicUsize,
+}
+
+impl Router {
+    pub(crate) fn new() -> Arc<Self> {
+        let peers = (1..=3)
+            .map(|id| {
+                Arc::new(FakePeer {
+                    id,
+                    ..FakePeer::default()
+                })
+            })
+            .collect();
+        Arc::new(Router {
+            peers,
+            picks: AtomicUsize::new(0),
+        })
+    }
+
+    /// The peer (1-3) that owns `key`, or `None` for this node.
+    pub(crate) fn owner(key: &[u8]) -> Option<usize> {
+        match key.last() {
+            Some(d @ b'1'..=b'3') => Some(usize::from(d - b'0')),
+            _ => None,
+        }
+    }
+}
+
+impl PeerPicker for Router {
+    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+        self.picks.fetch_add(1, Ordering::SeqCst);
+        Router::owner(key).map(|id| Arc::clone(&self.peers[id - 1]) as Arc<dyn PeerGetter>)
+    }
+}
