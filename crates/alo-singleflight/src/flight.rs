@@ -45,7 +45,8 @@ pub struct Outcome<V, E> {
 /// drives it: dropping any caller, the one that started the work included, leaves it running
 /// for the others. When **every** caller is gone (all dropped, aborted or timed out) the work
 /// future is dropped, which cancels it, and the key is forgotten; the next call starts afresh.
-/// No runtime is needed and nothing is spawned.
+/// No runtime is needed and nothing is spawned. Because joining callers help poll the work,
+/// work that can finish without being woken may finish at a joiner's first poll.
 ///
 /// # Panics
 /// A panic in the work is caught and becomes [`Error::Panicked`] for every caller; it does not
