@@ -1,0 +1,23 @@
+//! What can go wrong setting up or serving the HTTP transport.
+
+/// Errors of the HTTP transport's setup and server. (Peer requests that fail do not surface
+/// here: a group counts them and loads the key itself.)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A node URL that cannot be used: it must be `http://host:port` with no path, query or
+    /// fragment (a trailing `/` is fine).
+    #[error("invalid node URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The base path must start and end with `/`, e.g. `/_alo/`.
+    #[error("invalid base path {0:?}: it must start and end with '/'")]
+    InvalidBasePath(String),
+    /// Accepting connections failed.
+    #[error("serving failed: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,72 @@
+//! alo's peers over HTTP: a hyper 1.x server that answers peers' requests for a node's groups, a
+//! pooled keep-alive client, and [`HttpPool`], the `PeerPicker` that names each key's owner with
+//! a consistent-hash ring.
+//!
+//! A node builds one [`HttpPool`] with its own URL, gives it to its [`alo_group::Groups`] as the
+//! picker, and serves the groups with [`serve`] on a listener it binds. The wire protocol is in
+//! the crate README, so a client in another language can speak it.
+//!
+//! # Example
+//! Two nodes in one process, each owning about half of the keys:
+//! ```
+//! use alo_group::{Groups, getter_fn};
+//! use alo_http::{HttpPool, PoolOptions, ServerOptions, serve};
+//! use bytes::Bytes;
+//! use tokio::net::TcpListener;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (a, b) = (TcpListener::bind("127.0.0.1:0").await?, TcpListener::bind("127.0.0.1:0").await?);
+//! let urls = [format!("http://{}", a.local_addr()?), format!("http://{}", b.local_addr()?)];
+//! let mut nodes = Vec::new();
+//! for (listener, url) in [(a, &urls[0]), (b, &urls[1])] {
+//!     let pool = HttpPool::new(url, PoolOptions::default())?;
+//!     pool.set_peers(&urls)?;
+//!     let groups = Groups::with_picker(pool);
+//!     let me = url.clone();
+//!     groups.create("greetings", 1 << 20, getter_fn(move |key: Bytes| {
+//!         let me = me.clone();
+//!         async move { Ok(Bytes::from(format!("hello {} from {me}", String::from_utf8_lossy(&key)))) }
+//!     }))?;
+//!     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//!     let server = tokio::spawn(serve(listener, groups.clone(), ServerOptions::default(), stopped));
+//!     nodes.push((groups, stop, server));
+//! }
+//! // Whichever node is asked, the owner's getter answers.
+//! let from_a = nodes[0].0.get("greetings").expect("group").get("alice").await?;
+//! let from_b = nodes[1].0.get("greetings").expect("group").get("alice").await?;
+//! assert_eq!(from_a, from_b);
+//! for (_, stop, server) in nodes {
+//!     let _ = stop.send(());
+//!     server.await??;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod client;
+mod error;
+mod pool;
+mod protocol;
+mod server;
+
+pub use client::HttpGetter;
+pub use error::Error;
+pub use pool::{HttpPool, PoolOptions};
+pub use protocol::{ERROR_HEADER, NOT_FOUND, UNKNOWN_GROUP};
+pub use server::{DEFAULT_MAX_KEY_BYTES, ServerOptions, serve};
+
+/// The path under which groups are served unless configured otherwise.
+pub const DEFAULT_BASE_PATH: &str = "/_alo/";
+
+fn check_base_path(base_path: String) -> Result<String, Error> {
+    if base_path.starts_with('/') && base_path.ends_with('/') {
+        Ok(base_path)
+    } else {
+        Err(Error::InvalidBasePath(base_path))
+    }
+}
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,205 @@
+//! The pool: this node's view of the cluster, and the `PeerPicker` over it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use alo_group::{PeerGetter, PeerPicker};
+use alo_hashring::HashRing;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::client::{HttpClient, HttpGetter};
+use crate::{DEFAULT_BASE_PATH, Error};
+
+/// How a pool talks to peers.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    base_path: String,
+    timeout: Duration,
+    max_response_bytes: usize,
+    replicas: usize,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            base_path: DEFAULT_BASE_PATH.to_string(),
+            timeout: Duration::from_secs(2),
+            max_response_bytes: 64 << 20,
+            replicas: alo_hashring::DEFAULT_REPLICAS,
+        }
+    }
+}
+
+impl PoolOptions {
+    /// The path under which peers serve groups; must match their `ServerOptions`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBasePath`] unless it starts and ends with `/`.
+    pub fn base_path(mut self, base_path: impl Into<String>) -> Result<Self, Error> {
+        self.base_path = crate::check_base_path(base_path.into())?;
+        Ok(self)
+    }
+
+    /// How long one peer request may take, connecting included (default 2 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest response accepted from a peer (default 64 MiB).
+    pub fn max_response_bytes(mut self, max_response_bytes: usize) -> Self {
+        self.max_response_bytes = max_response_bytes;
+        self
+    }
+
+    /// Virtual nodes per member on the ring; every node of a cluster must use the same.
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
+    }
+}
+
+/// This node's view of the cluster: its own URL, the members, the hash ring over them and a
+/// pooled HTTP client per process. It is the [`PeerPicker`] of the node's groups: the ring's owner
+/// of a key is asked over HTTP, or, when the owner is this node, nobody.
+///
+/// [`set_peers`](HttpPool::set_peers) builds a new ring and swaps it in whole, so gets in flight
+/// finish with the view they started with.
+pub struct HttpPool {
+    self_url: String,
+    options: PoolOptions,
+    client: HttpClient,
+    view: RwLock<Arc<View>>,
+}
+
+/// One membership: the ring and a getter per remote member.
+struct View {
+    ring: HashRing<String>,
+    getters: HashMap<String, Arc<HttpGetter>>,
+}
+
+impl HttpPool {
+    /// A pool for the node reachable at `self_url` (e.g. `http://10.0.0.1:8001`), alone until
+    /// [`set_peers`](HttpPool::set_peers). Needs a tokio runtime when it sends requests.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] when `self_url` is not `http://host:port`.
+    pub fn new(self_url: &str, options: PoolOptions) -> Result<Arc<Self>, Error> {
+        let self_url = normalize(self_url)?;
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let pool = HttpPool {
+            view: RwLock::new(Arc::new(View {
+                ring: HashRing::with_replicas(options.replicas),
+                getters: HashMap::new(),
+            })),
+            self_url,
+            options,
+            client,
+        };
+        pool.set_peers(std::iter::empty::<&str>())?;
+        Ok(Arc::new(pool))
+    }
+
+    /// This node's URL, as normalized (no trailing slash).
+    pub fn self_url(&self) -> &str {
+        &self.self_url
+    }
+
+    /// Replaces the members with `urls` (this node is always a member, listed or not).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] for the first URL that is not `http://host:port`; the membership is
+    /// then unchanged.
+    pub fn set_peers<I, S>(&self, urls: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut members = vec![self.self_url.clone()];
+        for url in urls {
+            let url = normalize(url.as_ref())?;
+            if !members.contains(&url) {
+                members.push(url);
+            }
+        }
+        let mut ring = HashRing::with_replicas(self.options.replicas);
+        ring.extend(members.iter().cloned());
+        let getters = members
+            .into_iter()
+            .filter(|m| *m != self.self_url)
+            .map(|peer| {
+                let getter = HttpGetter::new(
+                    peer.clone(),
+                    self.options.base_path.clone(),
+                    self.client.clone(),
+                    self.options.timeout,
+                    self.options.max_response_bytes,
+                );
+                (peer, Arc::new(getter))
+            })
+            .collect();
+        let view = Arc::new(View { ring, getters });
+        *self.view.write().unwrap_or_else(PoisonError::into_inner) = view;
+        Ok(())
+    }
+
+    /// The members, this node included, in the order given.
+    pub fn peers(&self) -> Vec<String> {
+        self.view().ring.nodes().cloned().collect()
+    }
+
+    /// The member that owns `key`.
+    pub fn owner(&self, key: &[u8]) -> String {
+        let view = self.view();
+        view.ring
+            .node_for(key)
+            .cloned()
+            .unwrap_or_else(|| self.self_url.clone())
+    }
+
+    fn view(&self) -> Arc<View> {
+        Arc::clone(&self.view.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl PeerPicker for HttpPool {
+    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+        let view = self.view();
+        let owner = view.ring.node_for(key)?;
+        let getter = view.getters.get(owner)?;
+        Some(Arc::clone(getter) as Arc<dyn PeerGetter>)
+    }
+}
+
+impl fmt::Debug for HttpPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpPool")
+            .field("self_url", &self.self_url)
+            .field("peers", &self.peers())
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `http://host:port` with no trailing slash, or why not.
+fn normalize(url: &str) -> Result<String, Error> {
+    let invalid = |reason| Error::InvalidUrl {
+        url: url.to_string(),
+        reason,
+    };
+    let uri: http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(invalid("the scheme must be http"));
+    }
+    let authority = uri.authority().ok_or_else(|| invalid("no host"))?;
+    if authority.host().is_empty() {
+        return Err(invalid("no host"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(invalid("a node URL has no path or query"));
+    }
+    Ok(format!("http://{authority}"))
+}

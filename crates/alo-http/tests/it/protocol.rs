@@ -1,0 +1,161 @@
+//! Every status of the wire protocol, produced by real requests.
+
+use alo_http::{ERROR_HEADER, NOT_FOUND, UNKNOWN_GROUP};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::node::{Behaviour, Node};
+
+/// Sends `method path` to `node` and returns the response with its body read.
+async fn send(node: &Node, method: Method, path: &str) -> Response<Bytes> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", node.url))
+        .body(Empty::new())
+        .expect("valid request");
+    let response = client.request(request).await.expect("the server answers");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    Response::from_parts(parts, body)
+}
+
+fn text(r: &Response<Bytes>) -> String {
+    String::from_utf8_lossy(r.body()).into_owned()
+}
+
+#[tokio::test]
+async fn a_value_is_200_octet_stream() {
+    let nodes = Node::cluster(1, Behaviour::default()).await;
+    let r = send(&nodes[0], Method::GET, "/_alo/g/a%2Fb").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert_eq!(r.body(), &b"value-of:a/b"[..]);
+
+    let head = send(&nodes[0], Method::HEAD, "/_alo/g/a%2Fb").await;
+    assert_eq!(head.status(), StatusCode::OK);
+    assert!(head.body().is_empty());
+    assert_eq!(head.headers()["content-length"], "12");
+}
+
+#[tokio::test]
+async fn every_error_status_has_a_short_text_body() {
+    let nodes = Node::cluster(1, Behaviour::default()).await;
+    let node = &nodes[0];
+    let long_key = "k".repeat(251);
+    let cases: [(Method, String, StatusCode, &str); 7] = [
+        (
+            Method::GET,
+            "/_alo/g".into(),
+            StatusCode::BAD_REQUEST,
+            "malformed path",
+        ),
+        (
+            Method::GET,
+            "/elsewhere/g/k".into(),
+            StatusCode::BAD_REQUEST,
+            "malformed path",
+        ),
+        (
+            Method::GET,
+            "/_alo/g/%zz".into(),
+            StatusCode::BAD_REQUEST,
+            "percent-encoding",
+        ),
+        (
+            Method::GET,
+            "/_alo/nope/k".into(),
+            StatusCode::NOT_FOUND,
+            "no group",
+        ),
+        (
+            Method::POST,
+            "/_alo/g/k".into(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET",
+        ),
+        (
+            Method::GET,
+            format!("/_alo/g/{long_key}"),
+            StatusCode::URI_TOO_LONG,
+            "250 bytes",
+        ),
+        (
+            Method::GET,
+            "/_alo/g/broken".into(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the origin is down",
+        ),
+    ];
+    for (method, path, status, says) in cases {
+        let r = send(node, method.clone(), &path).await;
+        assert_eq!(r.status(), status, "{method} {path}");
+        assert!(text(&r).contains(says), "{method} {path}: {:?}", text(&r));
+        assert!(r.body().len() < 200, "short body");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .expect("ascii")
+                .starts_with("text/plain")
+        );
+    }
+    let unknown = send(node, Method::GET, "/_alo/nope/k").await;
+    assert_eq!(unknown.headers()[ERROR_HEADER], UNKNOWN_GROUP);
+    let post = send(node, Method::POST, "/_alo/g/k").await;
+    assert_eq!(post.headers()["allow"], "GET, HEAD");
+}
+
+#[tokio::test]
+async fn a_key_the_getter_lacks_is_a_distinct_404() {
+    let nodes = Node::cluster(1, Behaviour::default()).await;
+    let r = send(&nodes[0], Method::GET, "/_alo/g/missing").await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(r.headers()[ERROR_HEADER], NOT_FOUND);
+    assert!(text(&r).contains("key not found"));
+}
+
+#[tokio::test]
+async fn a_peers_not_found_reaches_the_caller_without_a_local_load() {
+    let nodes = Node::cluster(2, Behaviour::default()).await;
+    let owner = nodes[0].pool.owner(b"missing");
+    let asker = nodes.iter().find(|n| n.url != owner).expect("two nodes");
+    assert_eq!(
+        asker.group.get("missing").await,
+        Err(alo_group::Error::NotFound)
+    );
+    assert!(asker.loaded.lock().expect("not poisoned").is_empty());
+    assert_eq!(asker.group.stats().peer_errors, 0);
+}
+
+#[test]
+fn bad_urls_and_base_paths_are_refused() {
+    use alo_http::{HttpPool, PoolOptions, ServerOptions};
+    for url in [
+        "",
+        "10.0.0.1:8001",
+        "https://10.0.0.1",
+        "http://h:1/path",
+        "http://h:1/?q",
+    ] {
+        assert!(
+            HttpPool::new(url, PoolOptions::default()).is_err(),
+            "{url:?}"
+        );
+    }
+    let pool = HttpPool::new("http://10.0.0.1:8001/", PoolOptions::default()).expect("valid");
+    assert_eq!(pool.self_url(), "http://10.0.0.1:8001");
+    let err = pool
+        .set_peers(["http://10.0.0.2:8001", "ftp://x"])
+        .expect_err("bad peer");
+    assert!(err.to_string().contains("ftp://x"));
+    assert_eq!(
+        pool.peers(),
+        ["http://10.0.0.1:8001"],
+        "unchanged after an error"
+    );
+    assert!(ServerOptions::default().base_path("no-slash").is_err());
+    assert!(PoolOptions::default().base_path("/x/").is_ok());
+}
