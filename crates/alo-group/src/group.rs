@@ -21,8 +21,8 @@ const HOT_SHARE: usize = 8;
 const HOT_CHANCE: u32 = 10;
 
 /// Budget a shard of a group's cache gets at least (unless the whole cache is smaller): the
-/// largest value a group caches. Larger values are served but not cached.
-const MIN_SHARD_BYTES: usize = 4 << 20;
+/// largest value a group surely caches. Larger values are served but may not be cached.
+const MIN_SHARD_BYTES: usize = 1 << 20;
 
 /// A named, read-through cache of byte values: gets are answered from the local caches, else by
 /// the key's owner among the peers, else by the getter, once per key however many callers wait.
@@ -48,7 +48,7 @@ const MIN_SHARD_BYTES: usize = 4 << 20;
 /// # Budget
 /// `max_bytes` bounds keys and values of both caches together. With a picker, the hot cache
 /// gets 1/8 and the main cache the rest; without one, the main cache gets it all. A value larger
-/// than one shard of its cache can hold (4 MiB, or the whole cache when it is smaller) is
+/// than one shard of its cache can hold (at least 1 MiB, or the whole cache when it is smaller) is
 /// returned but not cached. `max_bytes == 0` means unbounded.
 #[derive(Clone)]
 pub struct Group {
@@ -106,24 +106,31 @@ impl Group {
     /// [`Error::EmptyKey`]; [`Error::NotFound`] when the getter (here or on the owner) has no
     /// value; [`Error::Load`] or [`Error::Panicked`] when the getter failed.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Bytes, Error> {
-        let key = match self.begin(key.as_ref())? {
-            Lookup::Hit(value) => return Ok(value),
-            Lookup::Miss(key) => key,
-        };
-        let outcome = match &self.inner.picker {
-            None => self.load_local(key).await,
-            Some(_) => {
-                let this = self.clone();
-                let work_key = key.clone();
-                let out = self
-                    .inner
-                    .remote
-                    .work(key, move || this.fetch(work_key))
-                    .await;
-                (flatten(out.result), out.shared)
-            }
-        };
-        self.finish(outcome)
+        match self.begin(key.as_ref())? {
+            Lookup::Hit(value) => Ok(value),
+            Lookup::Miss(key) => self.load(key).await,
+        }
+    }
+
+    /// Steps 2 and 3 for `get`. Boxed, so that the future of `get`, which every caller holds,
+    /// stays small on the hit path.
+    fn load(&self, key: Bytes) -> BoxFuture<'_, Result<Bytes, Error>> {
+        Box::pin(async move {
+            let outcome = match &self.inner.picker {
+                None => self.load_local(key).await,
+                Some(_) => {
+                    let this = self.clone();
+                    let work_key = key.clone();
+                    let out = self
+                        .inner
+                        .remote
+                        .work(key, move || this.fetch(work_key))
+                        .await;
+                    (flatten(out.result), out.shared)
+                }
+            };
+            self.finish(outcome)
+        })
     }
 
     /// The value of `key` from the caches or the getter, never from a peer: what a request
@@ -133,12 +140,13 @@ impl Group {
     /// As [`get`](Group::get).
     pub async fn get_local(&self, key: impl AsRef<[u8]>) -> Result<Bytes, Error> {
         bump(&self.inner.counters.server_requests);
-        let key = match self.begin(key.as_ref())? {
-            Lookup::Hit(value) => return Ok(value),
-            Lookup::Miss(key) => key,
-        };
-        let outcome = self.load_local(key).await;
-        self.finish(outcome)
+        match self.begin(key.as_ref())? {
+            Lookup::Hit(value) => Ok(value),
+            Lookup::Miss(key) => {
+                let outcome = Box::pin(self.load_local(key)).await;
+                self.finish(outcome)
+            }
+        }
     }
 
     /// A snapshot of the counters and of both caches' sizes.
@@ -151,13 +159,13 @@ impl Group {
     /// Counts the get, checks the key and looks in both caches (step 1).
     fn begin(&self, key: &[u8]) -> Result<Lookup, Error> {
         let inner = &self.inner;
-        bump(&inner.counters.gets);
         if key.is_empty() {
+            bump(&inner.counters.empty_keys);
             return Err(Error::EmptyKey);
         }
+        // The caches count these lookups; `stats` derives gets and hits from them.
         let cached = inner.main.get(key);
         if let Some(value) = cached.or_else(|| inner.hot.as_ref().and_then(|h| h.get(key))) {
-            bump(&inner.counters.cache_hits);
             return Ok(Lookup::Hit(value));
         }
         bump(&inner.counters.loads);

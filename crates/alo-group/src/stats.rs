@@ -7,8 +7,9 @@ use serde::Serialize;
 /// The live counters; each only grows. Relaxed atomics: they count, they do not synchronise.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) gets: AtomicU64,
-    pub(crate) cache_hits: AtomicU64,
+    /// Gets refused for an empty key. Gets and cache hits are not counted here: the caches
+    /// count them under their shard locks anyway, so the hit path touches no shared atomic.
+    pub(crate) empty_keys: AtomicU64,
     pub(crate) peer_loads: AtomicU64,
     pub(crate) peer_errors: AtomicU64,
     pub(crate) loads: AtomicU64,
@@ -73,8 +74,9 @@ pub struct CacheStats {
 impl Counters {
     pub(crate) fn snapshot(&self, main_cache: CacheStats, hot_cache: CacheStats) -> GroupStats {
         GroupStats {
-            gets: read(&self.gets),
-            cache_hits: read(&self.cache_hits),
+            // Every get that passes the key check looks in the main cache first, once.
+            gets: main_cache.gets + read(&self.empty_keys),
+            cache_hits: main_cache.hits + hot_cache.hits,
             peer_loads: read(&self.peer_loads),
             peer_errors: read(&self.peer_errors),
             loads: read(&self.loads),
