@@ -15,6 +15,10 @@ pub enum LoadError {
     /// The load failed (the origin is down, a peer timed out, ...), with a message for a person.
     #[error("{0}")]
     Failed(Arc<str>),
+    /// The getter refuses the key itself (say, a path that escapes its directory): asking again,
+    /// or elsewhere, cannot help. Returned to the caller as is, like `NotFound`.
+    #[error("invalid key: {0}")]
+    InvalidKey(Arc<str>),
 }
 
 impl LoadError {
@@ -40,6 +44,9 @@ pub enum Error {
     /// The getter panicked; the panic's message. Nothing was cached.
     #[error("the getter panicked: {0}")]
     Panicked(Arc<str>),
+    /// The getter (here or on the owner) refuses the key; its reason.
+    #[error("invalid key: {0}")]
+    InvalidKey(Arc<str>),
     /// Group names are non-empty.
     #[error("a group needs a name")]
     EmptyName,
@@ -53,6 +60,7 @@ impl From<LoadError> for Error {
         match e {
             LoadError::NotFound => Error::NotFound,
             LoadError::Failed(message) => Error::Load(message),
+            LoadError::InvalidKey(reason) => Error::InvalidKey(reason),
         }
     }
 }

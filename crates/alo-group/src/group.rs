@@ -194,11 +194,16 @@ impl Group {
                         inner.maybe_keep_hot(&key, &value);
                         return Ok(value);
                     }
-                    Err(LoadError::NotFound) => {
+                    // The owner's answer about the key itself: asking the origin again here
+                    // would get the same answer.
+                    Err(e @ (LoadError::NotFound | LoadError::InvalidKey(_))) => {
                         bump(&inner.counters.peer_loads);
-                        return Err(Error::NotFound);
+                        return Err(e.into());
                     }
-                    Err(LoadError::Failed(_)) => bump(&inner.counters.peer_errors),
+                    Err(LoadError::Failed(reason)) => {
+                        bump(&inner.counters.peer_errors);
+                        tracing::warn!(group = %inner.name, %reason, "peer request failed; loading locally");
+                    }
                 }
             }
             self.load_local(key).await.0

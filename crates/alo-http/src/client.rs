@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::protocol::{self, ERROR_HEADER, NOT_FOUND};
+use crate::protocol::{self, ERROR_HEADER, INVALID_KEY, NOT_FOUND};
 
 /// The pooled client every peer getter of a pool shares: one connection pool per process.
 pub(crate) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
@@ -79,13 +79,11 @@ impl HttpGetter {
             .map_err(|_| self.failed(format_args!("no answer within {:?}", self.timeout)))??;
         match parts.status {
             StatusCode::OK => Ok(body),
-            StatusCode::NOT_FOUND
-                if parts
-                    .headers
-                    .get(ERROR_HEADER)
-                    .is_some_and(|v| v == NOT_FOUND) =>
-            {
-                Err(LoadError::NotFound)
+            StatusCode::NOT_FOUND if says(&parts.headers, NOT_FOUND) => Err(LoadError::NotFound),
+            StatusCode::BAD_REQUEST if says(&parts.headers, INVALID_KEY) => {
+                let text = String::from_utf8_lossy(&body);
+                let reason = text.trim_end().trim_start_matches("invalid key: ");
+                Err(LoadError::InvalidKey(reason.into()))
             }
             status => {
                 let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
@@ -112,6 +110,11 @@ impl fmt::Debug for HttpGetter {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether the response's `x-alo-error` header is `value`.
+fn says(headers: &http::HeaderMap, value: &str) -> bool {
+    headers.get(ERROR_HEADER).is_some_and(|v| v == value)
 }
 
 /// An error and its sources, `: `-separated: hyper's own messages are terse.

@@ -53,8 +53,8 @@ mod server;
 pub use client::HttpGetter;
 pub use error::Error;
 pub use pool::{HttpPool, PoolOptions};
-pub use protocol::{ERROR_HEADER, NOT_FOUND, UNKNOWN_GROUP};
-pub use server::{DEFAULT_MAX_KEY_BYTES, ServerOptions, serve};
+pub use protocol::{ERROR_HEADER, INVALID_KEY, NOT_FOUND, UNKNOWN_GROUP};
+pub use server::{Asker, DEFAULT_MAX_KEY_BYTES, ServerOptions, respond, serve, serve_with};
 
 /// The path under which groups are served unless configured otherwise.
 pub const DEFAULT_BASE_PATH: &str = "/_alo/";

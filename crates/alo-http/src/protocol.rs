@@ -15,6 +15,8 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 pub const ERROR_HEADER: &str = "x-alo-error";
 /// `x-alo-error` of a 404 whose key the owner's getter does not have.
 pub const NOT_FOUND: &str = "not-found";
+/// `x-alo-error` of a 400 whose key the owner's getter refuses as invalid.
+pub const INVALID_KEY: &str = "invalid-key";
 /// `x-alo-error` of a 404 for a group the node does not have.
 pub const UNKNOWN_GROUP: &str = "unknown-group";
 

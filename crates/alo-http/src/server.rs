@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::protocol::{self, ERROR_HEADER, NOT_FOUND, PathError, UNKNOWN_GROUP};
+use crate::protocol::{self, ERROR_HEADER, INVALID_KEY, NOT_FOUND, PathError, UNKNOWN_GROUP};
 use crate::{DEFAULT_BASE_PATH, Error};
 
 /// The longest key a server accepts by default, in bytes (as memcached).
@@ -70,6 +70,28 @@ pub async fn serve(
     shutdown: impl Future,
 ) -> Result<(), Error> {
     let shared = Arc::new((groups, options));
+    let handler = move |req| {
+        let shared = Arc::clone(&shared);
+        async move { respond(req, &shared.0, &shared.1, Asker::Peer).await }
+    };
+    serve_with(listener, handler, shutdown).await
+}
+
+/// Serves HTTP/1.1 on `listener` with `handler` until `shutdown` completes, then stops
+/// accepting, lets requests in flight finish, and returns: the loop under [`serve`], for a
+/// server of one's own (`alo-node` serves its client API with it).
+///
+/// # Errors
+/// [`Error::Io`] when accepting a connection fails for a reason other than the peer's.
+pub async fn serve_with<H, Fut>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: impl Future,
+) -> Result<(), Error>
+where
+    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -83,10 +105,10 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let shared = Arc::clone(&shared);
+        let handler = handler.clone();
         let service = service_fn(move |req| {
-            let shared = Arc::clone(&shared);
-            async move { Ok::<_, Infallible>(respond(req, &shared.0, &shared.1).await) }
+            let response = handler(req);
+            async move { Ok::<_, Infallible>(response.await) }
         });
         let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
@@ -100,6 +122,17 @@ pub async fn serve(
     Ok(())
 }
 
+/// Who sent a request, which decides how a group answers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Asker {
+    /// Another node: answered with `Group::get_local`, never forwarded; a getter failure is 500.
+    Peer,
+    /// A client of the cache: answered with `Group::get`, which may ask the key's owner; a
+    /// getter failure is 502 (the origin behind the cache failed).
+    Client,
+}
+
 fn is_per_connection(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
@@ -108,11 +141,13 @@ fn is_per_connection(e: &std::io::Error) -> bool {
     )
 }
 
-/// Answers one peer request.
-pub(crate) async fn respond(
+/// Answers one request for `{base}{group}/{key}` with the statuses of the wire protocol (see
+/// the crate README).
+pub async fn respond(
     req: Request<Incoming>,
     groups: &Groups,
     options: &ServerOptions,
+    asker: Asker,
 ) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut resp = text(
@@ -145,7 +180,11 @@ pub(crate) async fn respond(
             .insert(ERROR_HEADER, HeaderValue::from_static(UNKNOWN_GROUP));
         return resp;
     };
-    match group.get_local(&key).await {
+    let got = match asker {
+        Asker::Peer => group.get_local(&key).await,
+        Asker::Client => group.get(&key).await,
+    };
+    match got {
         Ok(value) => {
             let mut resp = Response::new(Full::new(value));
             resp.headers_mut().insert(
@@ -161,6 +200,15 @@ pub(crate) async fn respond(
             resp
         }
         Err(GroupError::EmptyKey) => text(StatusCode::BAD_REQUEST, "the key is empty\n"),
+        Err(GroupError::InvalidKey(reason)) => {
+            let mut resp = text(StatusCode::BAD_REQUEST, format!("invalid key: {reason}\n"));
+            resp.headers_mut()
+                .insert(ERROR_HEADER, HeaderValue::from_static(INVALID_KEY));
+            resp
+        }
+        Err(e @ GroupError::Load(_)) if asker == Asker::Client => {
+            text(StatusCode::BAD_GATEWAY, format!("{e}\n"))
+        }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
 }

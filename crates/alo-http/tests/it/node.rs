@@ -61,6 +61,7 @@ impl Node {
                 match &key[..] {
                     b"missing" => Err(LoadError::NotFound),
                     b"broken" => Err(LoadError::failed("the origin is down")),
+                    b"invalid" => Err(LoadError::InvalidKey("no key looks like that".into())),
                     key => Ok(value_of(key)),
                 }
             }

@@ -130,6 +130,26 @@ async fn a_peers_not_found_reaches_the_caller_without_a_local_load() {
     assert_eq!(asker.group.stats().peer_errors, 0);
 }
 
+#[tokio::test]
+async fn a_key_the_getter_refuses_is_a_distinct_400_and_not_loaded_elsewhere() {
+    let nodes = Node::cluster(2, Behaviour::default()).await;
+    let owner = nodes[0].pool.owner(b"invalid");
+    let owner_node = nodes.iter().find(|n| n.url == owner).expect("owner");
+    let r = send(owner_node, Method::GET, "/_alo/g/invalid").await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.headers()[ERROR_HEADER], alo_http::INVALID_KEY);
+    assert!(text(&r).contains("no key looks like that"));
+
+    let asker = nodes.iter().find(|n| n.url != owner).expect("two nodes");
+    assert_eq!(
+        asker.group.get("invalid").await,
+        Err(alo_group::Error::InvalidKey(
+            "no key looks like that".into()
+        ))
+    );
+    assert!(asker.loaded.lock().expect("not poisoned").is_empty());
+}
+
 #[test]
 fn bad_urls_and_base_paths_are_refused() {
     use alo_http::{HttpPool, PoolOptions, ServerOptions};
