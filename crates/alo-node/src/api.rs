@@ -1,0 +1,184 @@
+//! The client API: `/api/{group}/{key}`, `/stats`, `/metrics`, `/healthz`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use alo_group::{GroupStats, Groups};
+use alo_http::{Asker, HttpPool, ServerOptions, respond};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+
+/// What the API needs to answer.
+#[derive(Clone, Debug)]
+pub struct Api {
+    pub(crate) groups: Groups,
+    pub(crate) pool: Arc<HttpPool>,
+    pub(crate) options: ServerOptions,
+}
+
+impl Api {
+    /// Answers one client request.
+    pub async fn handle(self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
+        match path {
+            "/healthz" if is_read => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+            "/stats" if is_read => {
+                let body = serde_json::to_vec_pretty(&self.stats()).unwrap_or_default();
+                text(StatusCode::OK, "application/json", body)
+            }
+            "/metrics" if is_read => text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.metrics(),
+            ),
+            _ if path.starts_with("/api/") => {
+                // The content type follows the key's extension; the peer protocol's statuses
+                // apply, with 502 when the origin fails.
+                let guess = mime_guess::from_path(path).first_raw();
+                let mut resp = respond(req, &self.groups, &self.options, Asker::Client).await;
+                if let (StatusCode::OK, Some(mime)) = (resp.status(), guess) {
+                    resp.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+                }
+                resp
+            }
+            "/healthz" | "/stats" | "/metrics" => {
+                let mut resp = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain; charset=utf-8",
+                    "only GET and HEAD are allowed\n",
+                );
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                resp
+            }
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "not found: try /api/{group}/{key}, /stats, /metrics or /healthz\n",
+            ),
+        }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        let groups: serde_json::Map<String, serde_json::Value> = self
+            .groups
+            .all()
+            .iter()
+            .map(|g| (g.name().to_string(), serde_json::json!(g.stats())))
+            .collect();
+        serde_json::json!({
+            "self_url": self.pool.self_url(),
+            "peers": self.pool.peers(),
+            "groups": groups,
+        })
+    }
+
+    /// The counters in Prometheus text exposition format.
+    fn metrics(&self) -> String {
+        let stats: Vec<(String, GroupStats)> = self
+            .groups
+            .all()
+            .iter()
+            .map(|g| (escape(g.name()), g.stats()))
+            .collect();
+        let mut out = String::new();
+        let counters: [Metric<GroupStats>; 9] = [
+            ("gets", "counter", "Gets received.", |s| s.gets),
+            (
+                "cache_hits",
+                "counter",
+                "Gets answered from a local cache.",
+                |s| s.cache_hits,
+            ),
+            ("peer_loads", "counter", "Answers from peers.", |s| {
+                s.peer_loads
+            }),
+            ("peer_errors", "counter", "Failed peer requests.", |s| {
+                s.peer_errors
+            }),
+            ("loads", "counter", "Gets that missed the caches.", |s| {
+                s.loads
+            }),
+            (
+                "loads_deduped",
+                "counter",
+                "Loads that joined another caller's.",
+                |s| s.loads_deduped,
+            ),
+            (
+                "local_loads",
+                "counter",
+                "Values loaded from the origin.",
+                |s| s.local_loads,
+            ),
+            ("local_load_errs", "counter", "Failed origin loads.", |s| {
+                s.local_load_errs
+            }),
+            ("server_requests", "counter", "Requests from peers.", |s| {
+                s.server_requests
+            }),
+        ];
+        for (name, kind, help, value) in counters {
+            let _ = writeln!(out, "# HELP alo_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE alo_{name}_total {kind}");
+            for (group, s) in &stats {
+                let _ = writeln!(out, "alo_{name}_total{{group=\"{group}\"}} {}", value(s));
+            }
+        }
+        let caches: [Metric<alo_group::CacheStats>; 5] = [
+            ("cache_bytes", "gauge", "Bytes held.", |c| c.bytes),
+            ("cache_items", "gauge", "Entries held.", |c| c.items),
+            ("cache_gets_total", "counter", "Cache lookups.", |c| c.gets),
+            (
+                "cache_hits_total",
+                "counter",
+                "Cache lookups that hit.",
+                |c| c.hits,
+            ),
+            (
+                "cache_evictions_total",
+                "counter",
+                "Entries evicted.",
+                |c| c.evictions,
+            ),
+        ];
+        for (name, kind, help, value) in caches {
+            let _ = writeln!(out, "# HELP alo_{name} {help}");
+            let _ = writeln!(out, "# TYPE alo_{name} {kind}");
+            for (group, s) in &stats {
+                for (cache, c) in [("main", &s.main_cache), ("hot", &s.hot_cache)] {
+                    let v = value(c);
+                    let _ = writeln!(out, "alo_{name}{{group=\"{group}\",cache=\"{cache}\"}} {v}");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A metric: its name, Prometheus type, help text, and how to read it from a snapshot.
+type Metric<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+
+/// A label value with `\`, `"` and newlines escaped, as the exposition format asks.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}

@@ -1,0 +1,50 @@
+//! The node's flags, each also read from an `ALO_...` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// An alo cache node: serves groups to peers and to clients, loading from an origin.
+#[derive(Parser, Clone, Debug)]
+#[command(name = "alo-node", version, about, long_about = None)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address of the peer server, which other nodes ask for the keys this node owns.
+    #[arg(long, env = "ALO_LISTEN", default_value = "127.0.0.1:8001")]
+    pub listen: SocketAddr,
+    /// Address of the client API (`/api/{group}/{key}`, `/stats`, `/metrics`, `/healthz`).
+    #[arg(long, env = "ALO_API", default_value = "127.0.0.1:9999")]
+    pub api: SocketAddr,
+    /// This node's URL as its peers reach it [default: http://<listen address>].
+    #[arg(long, env = "ALO_SELF_URL")]
+    pub self_url: Option<String>,
+    /// The cluster's peer URLs, comma-separated (this node may be listed or not).
+    #[arg(long, env = "ALO_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// A file of peer URLs, one a line (`#` starts a comment); re-read when it changes and on
+    /// SIGHUP. Replaces `--peers` once read.
+    #[arg(long, env = "ALO_PEERS_FILE")]
+    pub peers_file: Option<PathBuf>,
+    /// Bytes of keys and values each group may cache, e.g. `64MiB`, `1GB`, `500000`.
+    #[arg(long, env = "ALO_CACHE_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    pub cache_bytes: usize,
+    /// An HTTP origin: group `web`, key `k` fetched as `URL/k`.
+    #[arg(long, env = "ALO_ORIGIN_URL")]
+    pub origin_url: Option<String>,
+    /// A directory origin: group `files`, key = a path relative to the directory.
+    #[arg(long, env = "ALO_ORIGIN_DIR")]
+    pub origin_dir: Option<PathBuf>,
+    /// How long the built-in `demo` origin takes per load, in milliseconds (used when no other
+    /// origin is given).
+    #[arg(long, env = "ALO_DEMO_DELAY_MS", default_value_t = 50)]
+    pub demo_delay_ms: u64,
+    /// How long one request to an HTTP origin may take, in milliseconds.
+    #[arg(long, env = "ALO_ORIGIN_TIMEOUT_MS", default_value_t = 10_000)]
+    pub origin_timeout_ms: u64,
+}
+
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let bytes = parse_size::parse_size(text).map_err(|e| format!("{e} (try 64MiB or 1GB)"))?;
+    usize::try_from(bytes).map_err(|_| "too large for this machine".to_string())
+}

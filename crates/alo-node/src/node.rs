@@ -1,0 +1,160 @@
+//! Wiring: listeners, the pool, the groups, both servers, and the peers file.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use alo_group::Groups;
+use alo_http::{HttpPool, PoolOptions, ServerOptions, serve, serve_with};
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::Config;
+use crate::api::Api;
+use crate::origin::{DEMO, DemoOrigin, DirOrigin, UrlOrigin};
+
+/// How often the peers file is checked for changes.
+const PEERS_FILE_POLL: Duration = Duration::from_secs(1);
+
+/// Runs a node until `shutdown` completes: binds both addresses, builds the groups and serves
+/// peers and clients; then stops accepting, lets requests in flight finish, and returns.
+///
+/// # Errors
+/// When an address cannot be bound, a flag is invalid, or a server fails.
+pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
+    let peer_listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the peer server to {}", config.listen))?;
+    let api_listener = TcpListener::bind(config.api)
+        .await
+        .with_context(|| format!("binding the client API to {}", config.api))?;
+    let peer_addr = peer_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+    let self_url = config
+        .self_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{peer_addr}"));
+
+    let pool = HttpPool::new(&self_url, PoolOptions::default())?;
+    pool.set_peers(&config.peers)?;
+    if let Some(file) = &config.peers_file {
+        apply_peers_file(&pool, file).await?;
+    }
+    let groups = Groups::with_picker(pool.clone());
+    let mut names = Vec::new();
+    if let Some(url) = &config.origin_url {
+        let timeout = Duration::from_millis(config.origin_timeout_ms);
+        groups.create("web", config.cache_bytes, UrlOrigin::new(url, timeout)?)?;
+        names.push("web");
+    }
+    if let Some(dir) = &config.origin_dir {
+        groups.create("files", config.cache_bytes, DirOrigin::new(dir)?)?;
+        names.push("files");
+    }
+    if names.is_empty() {
+        let delay = Duration::from_millis(config.demo_delay_ms);
+        groups.create("demo", config.cache_bytes, DemoOrigin { delay })?;
+        names.push("demo");
+    }
+
+    // Registered before the node says it is ready, so a SIGHUP is never missed.
+    let hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    if let Some(file) = config.peers_file.clone() {
+        tokio::spawn(watch_peers_file(pool.clone(), file, hangups));
+    }
+
+    println!("alo-node: peers reach this node at {self_url} (listening on {peer_addr})");
+    println!("alo-node: client API at http://{api_addr}");
+    println!(
+        "alo-node: groups: {}; members: {}",
+        names.join(", "),
+        pool.peers().join(", ")
+    );
+    if names == ["demo"] {
+        println!("try:");
+        for (key, _) in DEMO.iter().take(2) {
+            println!("  curl http://{api_addr}/api/demo/{key}");
+        }
+        println!("  curl http://{api_addr}/stats");
+    }
+
+    let (stop, stopped) = watch::channel(false);
+    let until_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let api = Api {
+        groups: groups.clone(),
+        pool: Arc::clone(&pool),
+        options: ServerOptions::default().base_path("/api/")?,
+    };
+    let peers = serve(
+        peer_listener,
+        groups,
+        ServerOptions::default(),
+        until_stopped(stopped.clone()),
+    );
+    let clients = serve_with(
+        api_listener,
+        move |req| api.clone().handle(req),
+        until_stopped(stopped),
+    );
+    let signal = async {
+        shutdown.await;
+        tracing::info!("shutting down: finishing requests in flight");
+        let _ = stop.send(true);
+    };
+    let (peers, clients, ()) = tokio::join!(peers, clients, signal);
+    peers.context("peer server")?;
+    clients.context("client API")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Reads a peers file (one URL a line, `#` comments) and applies it.
+async fn apply_peers_file(pool: &HttpPool, file: &Path) -> anyhow::Result<()> {
+    let text = tokio::fs::read_to_string(file)
+        .await
+        .with_context(|| format!("reading the peers file {}", file.display()))?;
+    let urls: Vec<&str> = text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty())
+        .collect();
+    pool.set_peers(&urls)?;
+    tracing::info!(members = ?pool.peers(), "applied the peers file");
+    Ok(())
+}
+
+/// Re-reads the peers file when its modification time changes and on every SIGHUP. A file
+/// that cannot be read or holds a bad URL is logged and the membership kept.
+async fn watch_peers_file(
+    pool: Arc<HttpPool>,
+    file: PathBuf,
+    mut hangups: tokio::signal::unix::Signal,
+) {
+    let modified = |file: &Path| -> Option<SystemTime> {
+        std::fs::metadata(file).and_then(|m| m.modified()).ok()
+    };
+    let mut seen = modified(&file);
+    let mut poll = tokio::time::interval(PEERS_FILE_POLL);
+    loop {
+        let reread = tokio::select! {
+            _ = hangups.recv() => true,
+            _ = poll.tick() => {
+                let now = modified(&file);
+                let changed = now != seen;
+                seen = now;
+                changed
+            }
+        };
+        if reread {
+            match apply_peers_file(&pool, &file).await {
+                Ok(()) => tracing::info!("reloaded the peers file"),
+                Err(e) => tracing::warn!(error = %e, "kept the membership"),
+            }
+        }
+    }
+}

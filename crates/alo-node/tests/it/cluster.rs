@@ -1,0 +1,99 @@
+use http::StatusCode;
+
+use crate::process::{Node, free_port, stats};
+
+#[tokio::test]
+async fn three_processes_load_each_key_once_and_survive_a_kill() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let keys: Vec<String> = (0..30).map(|i| format!("doc-{i}.txt")).collect();
+    for key in &keys {
+        std::fs::write(files.path().join(key), format!("contents of {key}")).expect("write");
+    }
+    let dir = files.path().to_str().expect("UTF-8 temp path").to_string();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let peers = peers.join(",");
+    let mut nodes = Vec::new();
+    for port in &ports {
+        let listen = format!("127.0.0.1:{port}");
+        let args = [
+            "--listen",
+            &listen,
+            "--api",
+            "127.0.0.1:0",
+            "--peers",
+            &peers,
+            "--origin-dir",
+            &dir,
+        ];
+        nodes.push(Node::start(&args).await);
+    }
+
+    for key in &keys {
+        for node in &nodes {
+            let (status, _, body) = node.get(&format!("/api/files/{key}")).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body, format!("contents of {key}"));
+        }
+    }
+    let mut loads = 0;
+    for node in &nodes {
+        loads += stats(node, "files").await["local_loads"]
+            .as_u64()
+            .expect("a count");
+    }
+    assert_eq!(loads, 30, "each key loaded once in the whole cluster");
+
+    // SIGKILL one process: the others answer every key, loading the dead one's keys themselves.
+    let mut dead = nodes.pop().expect("three nodes");
+    dead.child.kill().await.expect("killed");
+    for key in &keys {
+        for node in &nodes {
+            let (status, _, body) = node.get(&format!("/api/files/{key}")).await;
+            assert_eq!(status, StatusCode::OK, "{key} after a node died");
+            assert_eq!(body, format!("contents of {key}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_peers_file_is_applied_at_start_and_on_sighup() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("peers");
+    let (a, b) = (free_port(), free_port());
+    let (url_a, url_b) = (
+        format!("http://127.0.0.1:{a}"),
+        format!("http://127.0.0.1:{b}"),
+    );
+    std::fs::write(&file, format!("# the cluster\n{url_a}\n")).expect("write");
+    let listen = format!("127.0.0.1:{a}");
+    let path = file.to_str().expect("UTF-8 temp path");
+    let mut node = Node::start(&[
+        "--listen",
+        &listen,
+        "--api",
+        "127.0.0.1:0",
+        "--peers-file",
+        path,
+    ])
+    .await;
+    let members = |v: serde_json::Value| v["peers"].as_array().expect("a list").len();
+    let (_, _, body) = node.get("/stats").await;
+    assert_eq!(members(serde_json::from_slice(&body).expect("JSON")), 1);
+
+    std::fs::write(&file, format!("{url_a}\n{url_b}  # the new one\n")).expect("write");
+    let pid = node.child.id().expect("running").to_string();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    node.wait_for_log("reloaded the peers file").await;
+    let (_, _, body) = node.get("/stats").await;
+    let stats: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(members(stats.clone()), 2, "{stats}");
+    assert_eq!(stats["peers"][1], url_b.as_str());
+}

@@ -1,0 +1,6 @@
+//! alo-node's behaviour, driven through the real built binary.
+
+mod cluster;
+mod origins;
+mod process;
+mod single;

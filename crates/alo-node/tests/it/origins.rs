@@ -1,0 +1,94 @@
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::process::{Node, free_port};
+
+/// A tiny HTTP origin: `/things/a` is 200, `/things/boom` is 500, anything else 404.
+async fn origin() -> (String, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handler = |req: Request<Incoming>| async move {
+        let (status, body) = match req.uri().path() {
+            "/things/a" => (StatusCode::OK, "the thing a"),
+            "/things/sub/b%20c" => (StatusCode::OK, "the thing b c"),
+            "/things/boom" => (StatusCode::INTERNAL_SERVER_ERROR, "kaboom"),
+            _ => (StatusCode::NOT_FOUND, "no"),
+        };
+        let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+        *resp.status_mut() = status;
+        resp
+    };
+    tokio::spawn(alo_http::serve_with(listener, handler, stopped));
+    (url, stop)
+}
+
+fn node_args(extra: &[&str]) -> Vec<String> {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut args = vec![
+        "--listen".to_string(),
+        listen,
+        "--api".into(),
+        "127.0.0.1:0".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[tokio::test]
+async fn an_http_origin_serves_values_404s_and_502s() {
+    let (url, _stop) = origin().await;
+    let base = format!("{url}/things");
+    let args = node_args(&["--origin-url", &base]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let node = Node::start(&args).await;
+
+    let (status, _, body) = node.get("/api/web/a").await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"the thing a"[..]));
+    let (status, _, body) = node.get("/api/web/sub%2Fb%20c").await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"the thing b c"[..]));
+    let (status, _, _) = node.get("/api/web/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, body) = node.get("/api/web/boom").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    let reason = String::from_utf8_lossy(&body);
+    assert!(
+        reason.contains("500"),
+        "the reason says what the origin answered: {reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_origin_refuses_keys_that_escape_it() {
+    let outside = tempfile::tempdir().expect("temp dir");
+    std::fs::write(outside.path().join("secret"), "do not serve").expect("write");
+    let root = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(root.path().join("sub")).expect("mkdir");
+    std::fs::write(root.path().join("sub/page.html"), "<p>hi</p>").expect("write");
+    std::os::unix::fs::symlink(outside.path().join("secret"), root.path().join("link"))
+        .expect("symlink");
+    let dir = root.path().to_str().expect("UTF-8 temp path").to_string();
+    let args = node_args(&["--origin-dir", &dir]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let node = Node::start(&args).await;
+
+    let (status, headers, body) = node.get("/api/files/sub%2Fpage.html").await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"<p>hi</p>"[..]));
+    assert_eq!(headers["content-type"], "text/html");
+    let (status, _, _) = node.get("/api/files/sub%2Fnone.html").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for escape in [
+        "..%2Fsecret",
+        "sub%2F..%2F..%2Fsecret",
+        "%2Fetc%2Fpasswd",
+        "link",
+    ] {
+        let (status, _, body) = node.get(&format!("/api/files/{escape}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{escape}: {body:?}");
+        assert!(!String::from_utf8_lossy(&body).contains("do not serve"));
+    }
+}

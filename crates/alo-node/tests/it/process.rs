@@ -1,0 +1,116 @@
+//! Starting the binary, reading where it listens, and asking it over HTTP.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStderr, Command};
+
+/// A running `alo-node`, killed when dropped.
+pub(crate) struct Node {
+    pub(crate) child: Child,
+    /// `http://127.0.0.1:port` of the client API.
+    pub(crate) api: String,
+    pub(crate) stderr: Lines<BufReader<ChildStderr>>,
+}
+
+impl Node {
+    /// Starts the binary with `args` and waits until it says where its client API is.
+    pub(crate) async fn start(args: &[&str]) -> Node {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_alo-node"));
+        command
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("ALO_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command.spawn().expect("the binary starts");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let api = loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("stdout readable")
+                .expect("the node says where its API is before it exits");
+            if let Some(url) = line.strip_prefix("alo-node: client API at ") {
+                break url.to_string();
+            }
+        };
+        // Keep draining stdout so the node never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Node {
+            child,
+            api,
+            stderr: BufReader::new(stderr).lines(),
+        }
+    }
+
+    /// GET `path` from the client API.
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, HeaderMap, Bytes) {
+        get(&format!("{}{path}", self.api)).await
+    }
+
+    /// Reads the log until a line containing `needle`.
+    pub(crate) async fn wait_for_log(&mut self, needle: &str) {
+        while let Some(line) = self.stderr.next_line().await.expect("stderr readable") {
+            if line.contains(needle) {
+                return;
+            }
+        }
+        panic!("the node exited before logging {needle:?}");
+    }
+
+    /// Sends SIGTERM.
+    pub(crate) fn terminate(&self) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+}
+
+/// GET `url`, with a generous bound so that a broken node fails the test instead of hanging it.
+pub(crate) async fn get(url: &str) -> (StatusCode, HeaderMap, Bytes) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let request = Request::get(url).body(Empty::new()).expect("valid request");
+    let exchange = async {
+        let response = client.request(request).await.expect("the node answers");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes();
+        (parts.status, parts.headers, body)
+    };
+    tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .expect("answered within 30 s")
+}
+
+/// A port free on 127.0.0.1 right now (bound, then released).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("bound")
+        .port()
+}
+
+/// One group's stats from `/stats`.
+pub(crate) async fn stats(node: &Node, group: &str) -> serde_json::Value {
+    let (status, _, body) = node.get("/stats").await;
+    assert_eq!(status, StatusCode::OK);
+    let all: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    all["groups"][group].clone()
+}

@@ -1,0 +1,107 @@
+use http::StatusCode;
+
+use crate::process::{Node, stats};
+
+#[tokio::test]
+async fn with_no_flags_the_demo_answers_and_caches() {
+    let node = Node::start(&[]).await;
+    assert_eq!(node.api, "http://127.0.0.1:9999", "the documented default");
+    let (status, headers, body) = node.get("/api/demo/apple").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, "a red or green fruit");
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    let (status, _, body) = node.get("/api/demo/apple").await;
+    assert_eq!(
+        (status, &body[..]),
+        (StatusCode::OK, &b"a red or green fruit"[..])
+    );
+    let demo = stats(&node, "demo").await;
+    assert_eq!(demo["local_loads"], 1, "one origin load");
+    assert_eq!(
+        demo["cache_hits"], 1,
+        "the second request came from the cache"
+    );
+
+    let (status, _, body) = node.get("/healthz").await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok\n"[..]));
+    let (status, _, _) = node.get("/api/demo/durian").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = node.get("/api/nope/apple").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = node.get("/api/demo/%zz").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text() {
+    let port = crate::process::free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let node = Node::start(&["--listen", &listen, "--api", "127.0.0.1:0"]).await;
+    node.get("/api/demo/hello").await;
+    let (status, headers, body) = node.get("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain")
+    );
+    let text = std::str::from_utf8(&body).expect("UTF-8");
+    let mut samples = 0;
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        assert!(is_sample(line), "not a sample: {line:?}");
+        samples += 1;
+    }
+    assert!(samples >= 9);
+    assert!(text.contains("alo_local_loads_total{group=\"demo\"} 1\n"));
+}
+
+/// `name{labels} value`, as the exposition format writes a sample.
+fn is_sample(line: &str) -> bool {
+    let Some((series, value)) = line.rsplit_once(' ') else {
+        return false;
+    };
+    let name_end = series.find('{').unwrap_or(series.len());
+    let (name, labels) = series.split_at(name_end);
+    let name_ok = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    let labels_ok = labels.is_empty()
+        || (labels.starts_with('{')
+            && labels.ends_with('}')
+            && labels[1..labels.len() - 1].split(',').all(|pair| {
+                pair.split_once('=')
+                    .is_some_and(|(k, v)| !k.is_empty() && v.starts_with('"') && v.ends_with('"'))
+            }));
+    name_ok && labels_ok && value.parse::<f64>().is_ok()
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_slow_load_finish_then_exits_zero() {
+    let port = crate::process::free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let mut node = Node::start(&[
+        "--listen",
+        &listen,
+        "--api",
+        "127.0.0.1:0",
+        "--demo-delay-ms",
+        "1500",
+    ])
+    .await;
+    let url = format!("{}/api/demo/cherry", node.api);
+    let request = tokio::spawn(async move { crate::process::get(&url).await });
+    // The origin load has begun: the request is in flight.
+    node.wait_for_log("demo origin load started").await;
+    node.terminate();
+    let (status, _, body) = request.await.expect("request task");
+    assert_eq!(status, StatusCode::OK, "the in-flight request completed");
+    assert_eq!(body, "a small round stone fruit");
+    let exit = node.child.wait().await.expect("the node exits");
+    assert!(exit.success(), "exit status {exit:?}");
+}
