@@ -156,14 +156,14 @@ impl Group {
         inner.counters.snapshot(CacheStats::of(&inner.main), hot)
     }
 
-    /// Counts the get, checks the key and looks in both caches (step 1).
+    /// Checks the key and looks in both caches (step 1); the caches count the lookups.
     fn begin(&self, key: &[u8]) -> Result<Lookup, Error> {
         let inner = &self.inner;
         if key.is_empty() {
             bump(&inner.counters.empty_keys);
             return Err(Error::EmptyKey);
         }
-        // The caches count these lookups; `stats` derives gets and hits from them.
+        // `stats` derives gets and hits from these lookups' own counts.
         let cached = inner.main.get(key);
         if let Some(value) = cached.or_else(|| inner.hot.as_ref().and_then(|h| h.get(key))) {
             return Ok(Lookup::Hit(value));

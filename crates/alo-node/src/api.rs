@@ -87,47 +87,58 @@ impl Api {
             .collect();
         let mut out = String::new();
         let counters: [Metric<GroupStats>; 9] = [
-            ("gets", "counter", "Gets received.", |s| s.gets),
+            ("gets_total", "counter", "Gets received.", |s| s.gets),
             (
-                "cache_hits",
+                "cache_hits_total",
                 "counter",
                 "Gets answered from a local cache.",
                 |s| s.cache_hits,
             ),
-            ("peer_loads", "counter", "Answers from peers.", |s| {
+            ("peer_loads_total", "counter", "Answers from peers.", |s| {
                 s.peer_loads
             }),
-            ("peer_errors", "counter", "Failed peer requests.", |s| {
-                s.peer_errors
-            }),
-            ("loads", "counter", "Gets that missed the caches.", |s| {
-                s.loads
-            }),
             (
-                "loads_deduped",
+                "peer_errors_total",
+                "counter",
+                "Failed peer requests.",
+                |s| s.peer_errors,
+            ),
+            (
+                "loads_total",
+                "counter",
+                "Gets that missed the caches.",
+                |s| s.loads,
+            ),
+            (
+                "loads_deduped_total",
                 "counter",
                 "Loads that joined another caller's.",
                 |s| s.loads_deduped,
             ),
             (
-                "local_loads",
+                "local_loads_total",
                 "counter",
                 "Values loaded from the origin.",
                 |s| s.local_loads,
             ),
-            ("local_load_errs", "counter", "Failed origin loads.", |s| {
-                s.local_load_errs
-            }),
-            ("server_requests", "counter", "Requests from peers.", |s| {
-                s.server_requests
-            }),
+            (
+                "local_load_errs_total",
+                "counter",
+                "Failed origin loads.",
+                |s| s.local_load_errs,
+            ),
+            (
+                "server_requests_total",
+                "counter",
+                "Requests from peers.",
+                |s| s.server_requests,
+            ),
         ];
         for (name, kind, help, value) in counters {
-            let _ = writeln!(out, "# HELP alo_{name}_total {help}");
-            let _ = writeln!(out, "# TYPE alo_{name}_total {kind}");
-            for (group, s) in &stats {
-                let _ = writeln!(out, "alo_{name}_total{{group=\"{group}\"}} {}", value(s));
-            }
+            let samples = stats
+                .iter()
+                .map(|(group, s)| (format!("group=\"{group}\""), value(s)));
+            family(&mut out, (name, kind, help), samples);
         }
         let caches: [Metric<alo_group::CacheStats>; 5] = [
             ("cache_bytes", "gauge", "Bytes held.", |c| c.bytes),
@@ -147,14 +158,11 @@ impl Api {
             ),
         ];
         for (name, kind, help, value) in caches {
-            let _ = writeln!(out, "# HELP alo_{name} {help}");
-            let _ = writeln!(out, "# TYPE alo_{name} {kind}");
-            for (group, s) in &stats {
-                for (cache, c) in [("main", &s.main_cache), ("hot", &s.hot_cache)] {
-                    let v = value(c);
-                    let _ = writeln!(out, "alo_{name}{{group=\"{group}\",cache=\"{cache}\"}} {v}");
-                }
-            }
+            let samples = stats.iter().flat_map(|(group, s)| {
+                [("main", &s.main_cache), ("hot", &s.hot_cache)]
+                    .map(|(cache, c)| (format!("group=\"{group}\",cache=\"{cache}\""), value(c)))
+            });
+            family(&mut out, (name, kind, help), samples);
         }
         out
     }
@@ -162,6 +170,19 @@ impl Api {
 
 /// A metric: its name, Prometheus type, help text, and how to read it from a snapshot.
 type Metric<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
+
+/// Writes one metric family: its `HELP` and `TYPE` lines, then a sample per label set.
+fn family(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    samples: impl IntoIterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(out, "# HELP alo_{name} {help}");
+    let _ = writeln!(out, "# TYPE alo_{name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "alo_{name}{{{labels}}} {value}");
+    }
+}
 
 /// A label value with `\`, `"` and newlines escaped, as the exposition format asks.
 fn escape(value: &str) -> String {
