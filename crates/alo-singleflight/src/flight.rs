@@ -41,12 +41,20 @@ pub struct Outcome<V, E> {
 /// never remembered.
 ///
 /// # Cancellation
-/// The work is a future that every caller of the call polls, so whichever caller is polled
-/// drives it: dropping any caller, the one that started the work included, leaves it running
-/// for the others. When **every** caller is gone (all dropped, aborted or timed out) the work
-/// future is dropped, which cancels it, and the key is forgotten; the next call starts afresh.
-/// No runtime is needed and nothing is spawned. Because joining callers help poll the work,
-/// work that can finish without being woken may finish at a joiner's first poll.
+/// A flight runs its work in one of two modes, chosen when it is made:
+/// - [`Flight::new`]: **cancelled with its last caller.** The work is a future that every
+///   caller of the call polls, so whichever caller is polled drives it: dropping any caller, the
+///   one that started the work included, leaves it running for the others. When **every** caller
+///   is gone (all dropped, aborted or timed out) the work future is dropped, which cancels it,
+///   and the key is forgotten; the next call starts afresh. No runtime is needed and nothing is
+///   spawned. Because joining callers help poll the work, work that can finish without being
+///   woken may finish at a joiner's first poll.
+/// - [`Flight::detached`]: **runs to its end.** The work is handed to a [`Spawn`]er (say
+///   `tokio::spawn`) when it starts, and that task drives it whatever the callers do; a caller
+///   that goes away only stops waiting. The key is forgotten when the work ends, so a call that
+///   arrives after every caller left but before the work ended still joins it. Use it where the
+///   work's result is worth keeping even if nobody waits for it any more: a cache fill from a
+///   slow origin that has been asked already.
 ///
 /// # Panics
 /// A panic in the work is caught and becomes [`Error::Panicked`] for every caller; it does not
@@ -57,21 +65,60 @@ pub struct Outcome<V, E> {
 /// anything costly through an `Arc` or `bytes::Bytes`. The work must be `Send + 'static`
 /// because any caller's task may end up driving it.
 pub struct Flight<K, V, E> {
-    calls: Mutex<HashMap<K, InFlight<V, E>>>,
+    /// Shared with the tasks that drive detached work, which forget their key when they end.
+    calls: Arc<Mutex<HashMap<K, InFlight<V, E>>>>,
     next_id: AtomicU64,
+    /// `Some` for a detached flight: where its work runs.
+    spawner: Option<Box<dyn Spawn>>,
+}
+
+/// Runs a task to its end on its own, for a [`Flight::detached`]: the seam where an async
+/// runtime comes in, so that this crate needs none.
+///
+/// Implemented for closures, e.g. for tokio:
+/// ```
+/// # use alo_singleflight::Flight;
+/// let flight: Flight<u64, u64, String> = Flight::detached(|task| {
+///     tokio::spawn(task);
+/// });
+/// # let _ = flight;
+/// ```
+pub trait Spawn: Send + Sync + 'static {
+    /// Runs `task` until it completes, without anybody awaiting it.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
+}
+
+impl<F> Spawn for F
+where
+    F: Fn(BoxFuture<'static, ()>) + Send + Sync + 'static,
+{
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        self(task)
+    }
 }
 
 impl<K, V, E> Flight<K, V, E>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + Send + 'static,
     V: Clone + Send + Sync + 'static,
     E: Clone + Send + Sync + 'static,
 {
-    /// A group with no call in flight.
+    /// A group with no call in flight, whose work is cancelled when its last caller goes away.
     pub fn new() -> Self {
         Flight {
-            calls: Mutex::new(HashMap::new()),
+            calls: Arc::default(),
             next_id: AtomicU64::new(0),
+            spawner: None,
+        }
+    }
+
+    /// A group with no call in flight, whose work runs to its end on a task of `spawner`
+    /// whatever its callers do (see the type's docs on cancellation).
+    pub fn detached(spawner: impl Spawn) -> Self {
+        Flight {
+            calls: Arc::default(),
+            next_id: AtomicU64::new(0),
+            spawner: Some(Box::new(spawner)),
         }
     }
 
@@ -79,7 +126,7 @@ where
     /// case it waits for that call's outcome instead and `make` is not called.
     ///
     /// Cost when uncontended: one lock of the group's map to insert the key, one to remove it,
-    /// and one allocation for the shared future.
+    /// and one allocation for the shared future; a detached flight also spawns one task.
     pub async fn work<F, Fut>(&self, key: K, make: F) -> Outcome<V, E>
     where
         F: FnOnce() -> Fut,
@@ -109,6 +156,12 @@ where
                         work: work.clone(),
                     };
                     calls.insert(key.clone(), entry);
+                    if let Some(spawner) = &self.spawner {
+                        // The task's clone keeps the work alive, so a waiter that leaves never
+                        // counts itself the last one; the task forgets the key at the end.
+                        let task = drive(Arc::clone(&self.calls), key.clone(), id, work.clone());
+                        spawner.spawn(task);
+                    }
                     (id, work, false)
                 }
             }
@@ -133,7 +186,7 @@ where
 
 impl<K, V, E> Default for Flight<K, V, E>
 where
-    K: Hash + Eq + Clone,
+    K: Hash + Eq + Clone + Send + 'static,
     V: Clone + Send + Sync + 'static,
     E: Clone + Send + Sync + 'static,
 {
@@ -146,6 +199,7 @@ impl<K, V, E> fmt::Debug for Flight<K, V, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Flight")
             .field("in_flight", &lock(&self.calls).len())
+            .field("detached", &self.spawner.is_some())
             .finish()
     }
 }
@@ -166,15 +220,8 @@ impl<K: Hash + Eq, V, E> Waiter<'_, K, V, E> {
     /// callers start a new call; callers still holding this one read its stored output.
     fn finish(&mut self) {
         let Some(key) = self.key.take() else { return };
-        let removed = {
-            let mut calls = lock(&self.flight.calls);
-            match calls.get(&key) {
-                Some(call) if call.id == self.id => calls.remove(&key),
-                _ => None,
-            }
-        };
         // Dropped outside the lock: it may be the last reference to the work.
-        drop(removed);
+        drop(forget(&self.flight.calls, &key, self.id));
         self.work = None;
     }
 }
@@ -216,6 +263,39 @@ impl<K: Hash + Eq, V, E> Drop for Waiter<'_, K, V, E> {
             drop(work);
             drop(calls);
         }
+    }
+}
+
+/// The task of a detached call: drives the work to its end, then forgets the key if it still
+/// names this call (a waiter that saw the end first may have done so already).
+fn drive<K, V, E>(
+    calls: Arc<Mutex<HashMap<K, InFlight<V, E>>>>,
+    key: K,
+    id: u64,
+    work: Work<V, E>,
+) -> BoxFuture<'static, ()>
+where
+    K: Hash + Eq + Send + 'static,
+    V: Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
+    Box::pin(async move {
+        let _ = work.await;
+        drop(forget(&calls, &key, id));
+    })
+}
+
+/// Removes `key`'s call if it is still call `id` (a later call for the key is left alone), and
+/// hands it back to be dropped outside the lock.
+fn forget<K: Hash + Eq, V, E>(
+    calls: &Mutex<HashMap<K, InFlight<V, E>>>,
+    key: &K,
+    id: u64,
+) -> Option<InFlight<V, E>> {
+    let mut calls = lock(calls);
+    match calls.get(key) {
+        Some(call) if call.id == id => calls.remove(key),
+        _ => None,
     }
 }
 

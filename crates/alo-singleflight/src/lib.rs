@@ -5,8 +5,10 @@
 //! requests miss a cache for the same key together, the source of truth is asked once. The
 //! guarantee holds where servers break: the caller that started the work may be dropped (a
 //! timeout, a closed connection) and the others still get the value; the work may panic, and
-//! every caller gets an error instead of a hang. The crate needs no async runtime and spawns
-//! nothing: the work runs on whichever waiting caller is polled.
+//! every caller gets an error instead of a hang. The crate needs no async runtime: by default
+//! the work runs on whichever waiting caller is polled and is cancelled when every caller has
+//! gone; a [`Flight::detached`] hands it to a spawner you give (say `tokio::spawn`) and it runs
+//! to its end whatever the callers do.
 //!
 //! # Example
 //! ```
@@ -55,7 +57,7 @@ mod error;
 mod flight;
 
 pub use error::Error;
-pub use flight::{Flight, Outcome};
+pub use flight::{Flight, Outcome, Spawn};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -2,4 +2,5 @@
 
 mod cancel;
 mod dedup;
+mod detached;
 mod failures;

@@ -1,0 +1,117 @@
+//! `Flight::detached`: the work runs to its end on a spawned task whatever its callers do.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use alo_singleflight::{Error, Flight};
+use tokio::sync::{Notify, oneshot};
+
+fn detached<V, E>() -> Flight<&'static str, V, E>
+where
+    V: Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
+    Flight::detached(|task| {
+        tokio::spawn(task);
+    })
+}
+
+#[tokio::test]
+async fn the_work_finishes_after_every_caller_has_gone() {
+    let flight = Arc::new(detached::<u32, String>());
+    let release = Arc::new(Notify::new());
+    let (started, was_started) = oneshot::channel();
+    let (finished, was_finished) = oneshot::channel();
+
+    let caller = {
+        let (flight, release) = (flight.clone(), release.clone());
+        tokio::spawn(async move {
+            flight
+                .work("k", move || async move {
+                    let _ = started.send(());
+                    release.notified().await;
+                    let _ = finished.send(());
+                    Ok(7)
+                })
+                .await
+        })
+    };
+    was_started.await.expect("the work started");
+    caller.abort();
+    assert!(caller.await.expect_err("aborted").is_cancelled());
+
+    // Nobody waits any more, yet the call is still in flight and completes when released.
+    assert_eq!(flight.in_flight(), 1);
+    release.notify_one();
+    was_finished.await.expect("the work ran to its end");
+    // The driving task forgets the key once the work ends.
+    while flight.in_flight() != 0 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_arriving_after_the_others_left_joins_the_running_work() {
+    let flight = detached::<u32, String>();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let work = |runs: Arc<AtomicUsize>| {
+        move || async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok(7)
+        }
+    };
+
+    // Impatient callers, one after another, each giving up before the work is done.
+    for _ in 0..5 {
+        let waited =
+            tokio::time::timeout(Duration::from_secs(1), flight.work("k", work(runs.clone())))
+                .await;
+        assert!(waited.is_err(), "the work takes 10 s");
+    }
+    let last = flight.work("k", work(runs.clone())).await;
+    assert_eq!(last.result, Ok(7));
+    assert!(last.shared, "the last caller joined the one call");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_panic_in_detached_work_reaches_the_callers_and_is_forgotten() {
+    let flight = detached::<u32, String>();
+    let out = flight
+        .work("k", || async {
+            if true {
+                panic!("boom");
+            }
+            Ok(1)
+        })
+        .await;
+    assert_eq!(out.result, Err(Error::Panicked("boom".into())));
+    let out = flight.work("k", || async { Ok(2) }).await;
+    assert_eq!(out.result, Ok(2));
+}
+
+#[tokio::test]
+async fn concurrent_callers_of_detached_work_share_one_run() {
+    let flight = detached::<u32, String>();
+    let runs = AtomicUsize::new(0);
+    let release = Arc::new(Notify::new());
+    let call = || {
+        flight.work("k", || {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let release = release.clone();
+            async move {
+                release.notified().await;
+                Ok(3)
+            }
+        })
+    };
+    // join! polls in order: the first call starts the work, the others join it, then it is
+    // released.
+    let (a, b, c, ()) = tokio::join!(call(), call(), call(), async {
+        release.notify_one();
+    });
+    assert!([a.result, b.result, c.result].iter().all(|r| *r == Ok(3)));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
