@@ -12,9 +12,19 @@ pub enum LoadError {
     /// the caller as is, without a second load from the same origin.
     #[error("not found")]
     NotFound,
-    /// The load failed (the origin is down, a peer timed out, ...), with a message for a person.
+    /// The load failed (the origin is down or answered an error; from a peer: the owner's load
+    /// failed), with a message for a person. Returned to the caller as is: a peer's answer that
+    /// its origin failed is not loaded again here, which would ask the same origin twice.
     #[error("{0}")]
     Failed(Arc<str>),
+    /// From a [`PeerGetter`](crate::PeerGetter): the peer gave no answer (connection refused or
+    /// timed out, reset before a response, marked down, an answer outside the protocol). The
+    /// group loads the key itself.
+    #[error("peer unreachable: {0}")]
+    Unreachable(Arc<str>),
+    /// The load did not finish within its deadline (here, or on the owner).
+    #[error("the load timed out")]
+    Timeout,
     /// The getter refuses the key itself (say, a path that escapes its directory): asking again,
     /// or elsewhere, cannot help. Returned to the caller as is, like `NotFound`.
     #[error("invalid key: {0}")]
@@ -25,6 +35,11 @@ impl LoadError {
     /// A failure described by `reason`, e.g. `LoadError::failed(db_error)`.
     pub fn failed(reason: impl fmt::Display) -> Self {
         LoadError::Failed(Arc::from(reason.to_string()))
+    }
+
+    /// A peer that could not be asked, for `reason`.
+    pub fn unreachable(reason: impl fmt::Display) -> Self {
+        LoadError::Unreachable(Arc::from(reason.to_string()))
     }
 }
 
@@ -47,9 +62,16 @@ pub enum Error {
     /// The getter (here or on the owner) refuses the key; its reason.
     #[error("invalid key: {0}")]
     InvalidKey(Arc<str>),
+    /// The load (here or on the owner) passed its deadline; it was dropped and nothing was
+    /// cached.
+    #[error("the load timed out")]
+    Timeout,
     /// Group names are non-empty.
     #[error("a group needs a name")]
     EmptyName,
+    /// A load timeout must be longer than zero.
+    #[error("the load timeout must be longer than zero")]
+    ZeroTimeout,
     /// A registry already holds a group of this name.
     #[error("a group named {0:?} already exists")]
     DuplicateGroup(String),
@@ -59,8 +81,9 @@ impl From<LoadError> for Error {
     fn from(e: LoadError) -> Self {
         match e {
             LoadError::NotFound => Error::NotFound,
-            LoadError::Failed(message) => Error::Load(message),
+            LoadError::Failed(message) | LoadError::Unreachable(message) => Error::Load(message),
             LoadError::InvalidKey(reason) => Error::InvalidKey(reason),
+            LoadError::Timeout => Error::Timeout,
         }
     }
 }

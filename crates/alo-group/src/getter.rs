@@ -84,10 +84,16 @@ pub trait PeerPicker: Send + Sync + 'static {
 
 /// Asks one peer for a key of a group. The peer answers from its caches or loads the key
 /// itself, and never forwards the request again.
+///
+/// The group waits for a peer at most its load timeout plus [`PEER_MARGIN`](crate::PEER_MARGIN)
+/// (the owner's own load has that deadline); an implementation should give up a little sooner,
+/// to tell the group why.
 pub trait PeerGetter: Send + Sync + 'static {
-    /// The value of `key` in the peer's group `group`. [`LoadError::NotFound`] when the peer's
-    /// getter has no such key; [`LoadError::Failed`] when the peer could not be asked or failed
-    /// (the group then loads the key itself).
+    /// The value of `key` in the peer's group `group`, or what the peer answered instead:
+    /// [`LoadError::NotFound`], [`LoadError::InvalidKey`], [`LoadError::Failed`] (the owner's
+    /// load failed) and [`LoadError::Timeout`] go to the caller as they are, without a second
+    /// load here. [`LoadError::Unreachable`] when the peer gave no answer: the group then loads
+    /// the key itself.
     fn get<'a>(&'a self, group: &'a str, key: &'a [u8]) -> BoxFuture<'a, Result<Bytes, LoadError>>;
 }
 

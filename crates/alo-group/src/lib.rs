@@ -40,8 +40,8 @@
 //! A cache hit costs one lookup in a sharded LRU (a mutex per shard, the value's reference count
 //! incremented), a miss in the main cache one more in the hot cache, and a few relaxed atomic
 //! increments. A miss adds a singleflight (a map insert and remove under a mutex) and whatever
-//! the peer or the getter costs. Nothing is spawned: loads run on the callers' tasks, and a load
-//! whose callers have all gone is cancelled.
+//! the peer or the getter costs. Each load runs on a tokio task of its own, so it finishes and
+//! fills the cache even when every caller has gone: a group needs a tokio runtime.
 
 mod error;
 mod getter;
@@ -52,7 +52,10 @@ mod stats;
 pub use error::{Error, LoadError};
 pub use futures_util::future::BoxFuture;
 pub use getter::{Getter, GetterFn, PeerGetter, PeerPicker, getter_fn};
-pub use group::{DEFAULT_MAX_BYTES, Group, GroupBuilder};
+pub use group::{
+    DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_VALUE_BYTES, ENTRY_OVERHEAD, Group,
+    GroupBuilder, PEER_MARGIN,
+};
 pub use groups::Groups;
 pub use stats::{CacheStats, GroupStats};
 

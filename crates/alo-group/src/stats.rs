@@ -17,6 +17,9 @@ pub(crate) struct Counters {
     pub(crate) local_loads: AtomicU64,
     pub(crate) local_load_errs: AtomicU64,
     pub(crate) server_requests: AtomicU64,
+    pub(crate) peer_load_errs: AtomicU64,
+    pub(crate) load_timeouts: AtomicU64,
+    pub(crate) values_too_large: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -35,9 +38,14 @@ pub struct GroupStats {
     pub gets: u64,
     /// Gets answered from the main or the hot cache.
     pub cache_hits: u64,
-    /// Values a peer returned (its cache hits and its loads).
+    /// Values a peer returned (its cache hits and its loads). Values only: answers without one
+    /// are `peer_load_errs`.
     pub peer_loads: u64,
-    /// Peer requests that failed; each fell back to a local load.
+    /// Answers from a key's owner that carried no value: not found, an invalid key, its load
+    /// failed or timed out. Each went to the caller as it was, with no load here.
+    pub peer_load_errs: u64,
+    /// Peer requests that got no answer (unreachable, reset, hung, marked down while waiting);
+    /// each fell back to a local load, except one that used up the load's deadline.
     pub peer_errors: u64,
     /// Gets that missed both caches and went on to load (`gets - cache_hits`, less refusals).
     pub loads: u64,
@@ -49,6 +57,12 @@ pub struct GroupStats {
     pub local_load_errs: u64,
     /// Gets that came from peers (`get_local` calls).
     pub server_requests: u64,
+    /// Loads dropped at their deadline: a getter call, or a wait for a peer, that took longer
+    /// than the group's load timeout (plus the peer margin for a peer). Nothing was cached.
+    pub load_timeouts: u64,
+    /// Values served but not cached because they are larger than the group's largest cacheable
+    /// value (or than its cache).
+    pub values_too_large: u64,
     /// The cache of keys this node owns or loaded.
     pub main_cache: CacheStats,
     /// The cache of copies of popular keys that other nodes own.
@@ -84,6 +98,9 @@ impl Counters {
             local_loads: read(&self.local_loads),
             local_load_errs: read(&self.local_load_errs),
             server_requests: read(&self.server_requests),
+            peer_load_errs: read(&self.peer_load_errs),
+            load_timeouts: read(&self.load_timeouts),
+            values_too_large: read(&self.values_too_large),
             main_cache,
             hot_cache,
         }

@@ -33,7 +33,8 @@ impl Getter for Source {
     }
 }
 
-/// One fake peer: answers `peer<id>:<key>`, or fails while `failing` is set.
+/// One fake peer: answers `peer<id>:<key>`, says its load failed for keys starting `broken`,
+/// and is unreachable while `failing` is set.
 #[derive(Default)]
 pub(crate) struct FakePeer {
     pub(crate) id: usize,
@@ -50,10 +51,14 @@ impl PeerGetter for FakePeer {
             .push((group.to_string(), key.clone()));
         Box::pin(async move {
             if self.failing.load(Ordering::SeqCst) {
-                return Err(LoadError::failed(format!("peer {} is down", self.id)));
+                return Err(LoadError::unreachable(format!("peer {} is down", self.id)));
             }
-            if &key[..] == b"missing" {
-                return Err(LoadError::NotFound);
+            match &key[..] {
+                b"missing" => return Err(LoadError::NotFound),
+                k if k.starts_with(b"broken") => {
+                    return Err(LoadError::failed(format!("peer {}: origin down", self.id)));
+                }
+                _ => {}
             }
             Ok(Bytes::from(
                 [format!("peer{}:", self.id).as_bytes(), &key[..]].concat(),

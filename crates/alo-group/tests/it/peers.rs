@@ -104,7 +104,7 @@ impl alo_group::PeerGetter for NotFoundPeer {
 #[tokio::test]
 async fn popular_remote_keys_go_to_the_hot_cache_within_an_eighth() {
     let (source, router) = (Source::default(), Router::new());
-    const BUDGET: usize = 8 * 1024;
+    const BUDGET: usize = 64 * 1024;
     let g = group(&source, &router, BUDGET);
     // Remote keys only (ending in 1), many times each.
     let remote: Vec<String> = (0..200).map(|i| format!("hot{i:03}-1")).collect();
