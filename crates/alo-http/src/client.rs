@@ -1,99 +1,272 @@
-//! The client side: asks one peer for a key, over a pooled keep-alive connection.
+//! The client side: asks one peer for a key, over a pooled keep-alive connection, and keeps
+//! track of whether the peer answers at all.
 
 use std::fmt;
+use std::pin::pin;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use alo_group::{BoxFuture, LoadError, PeerGetter};
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::{Request, StatusCode, response};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::protocol::{self, ERROR_HEADER, INVALID_KEY, NOT_FOUND};
+use crate::health::{Change, Health, HealthOptions, PeerStats};
+use crate::protocol::{self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND};
 
 /// The pooled client every peer getter of a pool shares: one connection pool per process.
 pub(crate) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// A [`PeerGetter`] that asks one peer over HTTP.
 ///
-/// A request that times out, fails to connect, answers a status other than 200 or 404
-/// `not-found`, or sends more than the response limit is a [`LoadError::Failed`] whose message
-/// names the peer and what happened; the group then loads the key itself.
+/// What the peer's answer means for the group (see the crate README for the protocol):
+/// - `200`: the value. `404 not-found`, `400 invalid-key`, `502 load-failed` and
+///   `504 load-timeout`: the owner's answer, returned to the caller as it is, so the key is
+///   not loaded a second time here.
+/// - No answer: the connection was refused, did not connect within the connect timeout, was
+///   reset before a response, or the peer was marked down while the request waited. That is
+///   [`LoadError::Unreachable`], and the group loads the key itself. So is an answer outside the
+///   protocol (another status, a body over the response limit).
+/// - No answer within the pool's timeout (the owner's load deadline plus a margin):
+///   [`LoadError::Timeout`].
+///
+/// Connect errors, resets and timeouts count against the peer's health; enough of them in a row
+/// mark it down (see [`PoolOptions`](crate::PoolOptions)). A request that has waited a probe
+/// timeout asks for a probe of the peer (one at a time), so a peer that hangs with connections
+/// open is found out within a few probe timeouts, not at the end of the load deadline.
 #[derive(Clone)]
 pub struct HttpGetter {
+    inner: Arc<Peer>,
+}
+
+/// What every clone of a getter shares, and what probes hold on to.
+struct Peer {
     /// `http://host:port`, no trailing slash.
-    peer: String,
+    url: String,
     base_path: String,
     client: HttpClient,
     timeout: Duration,
     max_response_bytes: usize,
+    health: Health,
+}
+
+/// Why an exchange produced no answer.
+struct NoAnswer {
+    reason: String,
+    /// Whether it says something about the peer's health (a reset does, a response over the
+    /// limit does not).
+    peer_fault: bool,
 }
 
 impl HttpGetter {
     pub(crate) fn new(
-        peer: String,
+        url: String,
         base_path: String,
         client: HttpClient,
         timeout: Duration,
         max_response_bytes: usize,
+        health: HealthOptions,
     ) -> Self {
         HttpGetter {
-            peer,
-            base_path,
-            client,
-            timeout,
-            max_response_bytes,
+            inner: Arc::new(Peer {
+                health: Health::new(url.clone(), health),
+                url,
+                base_path,
+                client,
+                timeout,
+                max_response_bytes,
+            }),
         }
     }
 
     /// The peer's URL.
     pub fn peer(&self) -> &str {
-        &self.peer
+        &self.inner.url
+    }
+
+    /// Whether the peer is marked down: its keys are loaded locally until a probe answers.
+    pub fn is_down(&self) -> bool {
+        self.inner.health.is_down()
+    }
+
+    /// The peer's health and its counters.
+    pub fn stats(&self) -> PeerStats {
+        self.inner.health.stats()
     }
 
     async fn fetch(&self, group: &str, key: &[u8]) -> Result<Bytes, LoadError> {
+        let peer = &self.inner;
+        let health = &peer.health;
+        if health.is_down() {
+            return Err(LoadError::unreachable(format_args!("{} is down", peer.url)));
+        }
         let uri = format!(
             "{}{}",
-            self.peer,
-            protocol::path(&self.base_path, group, key)
+            peer.url,
+            protocol::path(&peer.base_path, group, key)
         );
+        let mut exchange = pin!(tokio::time::timeout(peer.timeout, peer.exchange(uri)));
+        let mut went_down = pin!(health.went_down());
+        let answer = loop {
+            tokio::select! {
+                answer = &mut exchange => break answer,
+                () = &mut went_down => {
+                    return Err(LoadError::unreachable(format_args!(
+                        "{} was marked down while the request waited",
+                        peer.url
+                    )));
+                }
+                // Still waiting: a slow load, or a peer that hangs? A probe tells.
+                () = tokio::time::sleep(health.options().probe_timeout) => {
+                    Peer::probe_soon(&self.inner);
+                }
+            }
+        };
+        let (parts, body) = match answer {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(no_answer)) => {
+                if no_answer.peer_fault {
+                    Peer::failed(&self.inner, &no_answer.reason);
+                }
+                return Err(LoadError::unreachable(no_answer.reason));
+            }
+            Err(_) => {
+                let why = format!("{}: no answer within {:?}", peer.url, peer.timeout);
+                Peer::failed(&self.inner, &why);
+                return Err(LoadError::Timeout);
+            }
+        };
+        health.success();
+        peer.interpret(&parts, body)
+    }
+}
+
+impl Peer {
+    /// One request and its whole response body.
+    async fn exchange(&self, uri: String) -> Result<(response::Parts, Bytes), NoAnswer> {
+        let no_answer = |reason: String, peer_fault| NoAnswer { reason, peer_fault };
         let request = Request::get(uri)
             .body(Empty::new())
-            .map_err(|e| self.failed(format_args!("bad request: {e}")))?;
-        let exchange = async {
-            let response =
-                self.client.request(request).await.map_err(|e| {
-                    self.failed(format_args!("request failed: {}", error_chain(&e)))
-                })?;
-            let (parts, body) = response.into_parts();
-            let body = Limited::new(body, self.max_response_bytes)
-                .collect()
-                .await
-                .map_err(|e| self.failed(format_args!("reading the response failed: {e}")))?
-                .to_bytes();
-            Ok((parts, body))
-        };
-        let (parts, body) = tokio::time::timeout(self.timeout, exchange)
+            .map_err(|e| no_answer(format!("{}: bad request: {e}", self.url), false))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            let what = if e.is_connect() { "connect" } else { "request" };
+            no_answer(format!("{}: {what} failed: {}", self.url, chain(&e)), true)
+        })?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, self.max_response_bytes)
+            .collect()
             .await
-            .map_err(|_| self.failed(format_args!("no answer within {:?}", self.timeout)))??;
-        match parts.status {
-            StatusCode::OK => Ok(body),
-            StatusCode::NOT_FOUND if says(&parts.headers, NOT_FOUND) => Err(LoadError::NotFound),
-            StatusCode::BAD_REQUEST if says(&parts.headers, INVALID_KEY) => {
-                let text = String::from_utf8_lossy(&body);
-                let reason = text.trim_end().trim_start_matches("invalid key: ");
+            .map_err(|e| {
+                // A body over the limit is a mismatch of configuration, not a sick peer.
+                let too_large = e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
+                no_answer(
+                    format!("{}: reading the response: {e}", self.url),
+                    !too_large,
+                )
+            })?
+            .to_bytes();
+        Ok((parts, body))
+    }
+
+    /// What an answer means for the group.
+    fn interpret(&self, parts: &response::Parts, body: Bytes) -> Result<Bytes, LoadError> {
+        let code = parts
+            .headers
+            .get(ERROR_HEADER)
+            .and_then(|v| v.to_str().ok());
+        let text = || {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+            text.trim_end().to_string()
+        };
+        match (parts.status, code) {
+            (StatusCode::OK, _) => Ok(body),
+            (StatusCode::NOT_FOUND, Some(NOT_FOUND)) => Err(LoadError::NotFound),
+            (StatusCode::BAD_REQUEST, Some(INVALID_KEY)) => {
+                let text = text();
+                let reason = text.trim_start_matches("invalid key: ");
                 Err(LoadError::InvalidKey(reason.into()))
             }
-            status => {
-                let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-                Err(self.failed(format_args!("status {status}: {}", text.trim_end())))
-            }
+            (_, Some(LOAD_FAILED)) => Err(LoadError::failed(format_args!(
+                "the owner's load failed: {}",
+                text()
+            ))),
+            (_, Some(LOAD_TIMEOUT)) => Err(LoadError::Timeout),
+            (status, _) => Err(LoadError::unreachable(format_args!(
+                "{} answered {status}: {}",
+                self.url,
+                text()
+            ))),
         }
     }
 
-    fn failed(&self, what: fmt::Arguments<'_>) -> LoadError {
-        LoadError::failed(format_args!("peer {}: {what}", self.peer))
+    /// Counts a failure against the peer; the one that marks it down starts bringing it back.
+    fn failed(peer: &Arc<Peer>, reason: &dyn fmt::Display) {
+        if peer.health.failure(reason) == Change::WentDown {
+            tokio::spawn(revive(Arc::downgrade(peer)));
+        }
+    }
+
+    /// Probes the peer on a task of its own, unless a probe is running already.
+    fn probe_soon(peer: &Arc<Peer>) {
+        if !peer.health.start_probe() {
+            return;
+        }
+        let peer = Arc::clone(peer);
+        tokio::spawn(async move {
+            let result = peer.probe().await;
+            peer.health.end_probe();
+            match result {
+                Ok(()) => peer.health.success(),
+                Err(reason) => Peer::failed(&peer, &reason),
+            }
+        });
+    }
+
+    /// `GET {base}` within the probe timeout: any HTTP answer means the peer is serving.
+    async fn probe(&self) -> Result<(), String> {
+        let uri = format!("{}{}", self.url, self.base_path);
+        let request = Request::get(uri)
+            .body(Empty::new())
+            .map_err(|e| format!("{}: bad probe: {e}", self.url))?;
+        let limit = self.health.options().probe_timeout;
+        match tokio::time::timeout(limit, self.client.request(request)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("{}: probe failed: {}", self.url, chain(&e))),
+            Err(_) => Err(format!(
+                "{}: no answer to a probe within {limit:?}",
+                self.url
+            )),
+        }
+    }
+}
+
+/// Brings a down peer back: waits its backoff, probes, and again with a doubled backoff until a
+/// probe answers. Ends when the peer is up, or gone from the membership.
+async fn revive(peer: Weak<Peer>) {
+    loop {
+        let Some(wait) = peer.upgrade().map(|p| p.health.next_backoff()) else {
+            return;
+        };
+        tokio::time::sleep(wait).await;
+        let Some(peer) = peer.upgrade() else { return };
+        if !peer.health.is_down() {
+            return;
+        }
+        if !peer.health.start_probe() {
+            continue;
+        }
+        let result = peer.probe().await;
+        peer.health.end_probe();
+        match result {
+            Ok(()) => return peer.health.success(),
+            Err(reason) => {
+                peer.health.failure(&reason);
+            }
+        }
     }
 }
 
@@ -106,19 +279,15 @@ impl PeerGetter for HttpGetter {
 impl fmt::Debug for HttpGetter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpGetter")
-            .field("peer", &self.peer)
-            .field("timeout", &self.timeout)
+            .field("peer", &self.inner.url)
+            .field("timeout", &self.inner.timeout)
+            .field("down", &self.is_down())
             .finish_non_exhaustive()
     }
 }
 
-/// Whether the response's `x-alo-error` header is `value`.
-fn says(headers: &http::HeaderMap, value: &str) -> bool {
-    headers.get(ERROR_HEADER).is_some_and(|v| v == value)
-}
-
 /// An error and its sources, `: `-separated: hyper's own messages are terse.
-fn error_chain(e: &dyn std::error::Error) -> String {
+fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

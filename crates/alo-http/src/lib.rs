@@ -46,14 +46,18 @@
 
 mod client;
 mod error;
+mod health;
 mod pool;
 mod protocol;
 mod server;
 
 pub use client::HttpGetter;
 pub use error::Error;
-pub use pool::{HttpPool, PoolOptions};
-pub use protocol::{ERROR_HEADER, INVALID_KEY, NOT_FOUND, UNKNOWN_GROUP};
+pub use health::PeerStats;
+pub use pool::{DEFAULT_CONNECT_TIMEOUT, HttpPool, PoolOptions};
+pub use protocol::{
+    ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, UNKNOWN_GROUP,
+};
 pub use server::{Asker, DEFAULT_MAX_KEY_BYTES, ServerOptions, respond, serve, serve_with};
 
 /// The path under which groups are served unless configured otherwise.

@@ -8,27 +8,42 @@ use std::time::Duration;
 use alo_group::{PeerGetter, PeerPicker};
 use alo_hashring::HashRing;
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::client::{HttpClient, HttpGetter};
+use crate::health::{HealthOptions, PeerStats};
 use crate::{DEFAULT_BASE_PATH, Error};
 
-/// How a pool talks to peers.
+/// How long a connection to a peer may take to open unless told otherwise: long for a LAN,
+/// short against a load deadline.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// How a pool talks to peers, and when it gives up on one.
 #[derive(Clone, Debug)]
 pub struct PoolOptions {
     base_path: String,
     timeout: Duration,
+    connect_timeout: Duration,
     max_response_bytes: usize,
     replicas: usize,
+    health: HealthOptions,
 }
 
 impl Default for PoolOptions {
     fn default() -> Self {
         PoolOptions {
             base_path: DEFAULT_BASE_PATH.to_string(),
-            timeout: Duration::from_secs(2),
-            max_response_bytes: 64 << 20,
+            timeout: alo_group::DEFAULT_LOAD_TIMEOUT + alo_group::PEER_MARGIN / 2,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_response_bytes: alo_group::DEFAULT_MAX_VALUE_BYTES,
             replicas: alo_hashring::DEFAULT_REPLICAS,
+            health: HealthOptions {
+                failures: 3,
+                probe_timeout: Duration::from_millis(500),
+                backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(30),
+            },
         }
     }
 }
@@ -43,15 +58,50 @@ impl PoolOptions {
         Ok(self)
     }
 
-    /// How long one peer request may take, connecting included (default 2 s).
+    /// How long to wait for an owner's answer (default: the group's default load timeout plus
+    /// half its peer margin, 30.5 s). The owner may be loading the key: set it to the groups'
+    /// load timeout plus a little, and below the load timeout plus `alo_group::PEER_MARGIN`, at
+    /// which the group stops waiting. A hung peer is found out sooner, by probes.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// The largest response accepted from a peer (default 64 MiB).
+    /// How long opening a connection to a peer may take (default 250 ms). A peer that does
+    /// not connect in time is unreachable: its key is loaded locally.
+    pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
+        self.connect_timeout = connect_timeout;
+        self
+    }
+
+    /// The largest response accepted from a peer (default `alo_group::DEFAULT_MAX_VALUE_BYTES`,
+    /// 16 MiB). Keep it at least the largest value an owner serves, or a non-owner cannot fetch
+    /// that value and loads it itself.
     pub fn max_response_bytes(mut self, max_response_bytes: usize) -> Self {
         self.max_response_bytes = max_response_bytes;
+        self
+    }
+
+    /// How many failures in a row (connect errors or timeouts, resets, probes without an
+    /// answer) mark a peer down (default 3, at least 1). While down, its keys load locally at
+    /// once; a probe after a backoff brings it back.
+    pub fn down_after(mut self, failures: u32) -> Self {
+        self.health.failures = failures.max(1);
+        self
+    }
+
+    /// How long a probe of a peer may take (default 500 ms). A request that has waited this
+    /// long asks for a probe, one at a time per peer.
+    pub fn probe_timeout(mut self, probe_timeout: Duration) -> Self {
+        self.health.probe_timeout = probe_timeout;
+        self
+    }
+
+    /// The first wait before probing a down peer (default 1 s), doubled after each probe that
+    /// fails, up to `max` (default 30 s).
+    pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.health.backoff = first;
+        self.health.max_backoff = max.max(first);
         self
     }
 
@@ -89,7 +139,10 @@ impl HttpPool {
     /// [`Error::InvalidUrl`] when `self_url` is not `http://host:port`.
     pub fn new(self_url: &str, options: PoolOptions) -> Result<Arc<Self>, Error> {
         let self_url = normalize(self_url)?;
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(options.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         let pool = HttpPool {
             view: RwLock::new(Arc::new(View {
                 ring: HashRing::with_replicas(options.replicas),
@@ -127,18 +180,23 @@ impl HttpPool {
         }
         let mut ring = HashRing::with_replicas(self.options.replicas);
         ring.extend(members.iter().cloned());
+        // A peer that stays keeps its getter, and with it its health.
+        let old = self.view();
         let getters = members
             .into_iter()
             .filter(|m| *m != self.self_url)
             .map(|peer| {
-                let getter = HttpGetter::new(
-                    peer.clone(),
-                    self.options.base_path.clone(),
-                    self.client.clone(),
-                    self.options.timeout,
-                    self.options.max_response_bytes,
-                );
-                (peer, Arc::new(getter))
+                let getter = old.getters.get(&peer).cloned().unwrap_or_else(|| {
+                    Arc::new(HttpGetter::new(
+                        peer.clone(),
+                        self.options.base_path.clone(),
+                        self.client.clone(),
+                        self.options.timeout,
+                        self.options.max_response_bytes,
+                        self.options.health,
+                    ))
+                });
+                (peer, getter)
             })
             .collect();
         let view = Arc::new(View { ring, getters });
@@ -160,6 +218,13 @@ impl HttpPool {
             .unwrap_or_else(|| self.self_url.clone())
     }
 
+    /// Every other member's health, sorted by URL.
+    pub fn peer_stats(&self) -> Vec<PeerStats> {
+        let mut stats: Vec<PeerStats> = self.view().getters.values().map(|g| g.stats()).collect();
+        stats.sort_by(|a, b| a.url.cmp(&b.url));
+        stats
+    }
+
     fn view(&self) -> Arc<View> {
         Arc::clone(&self.view.read().unwrap_or_else(PoisonError::into_inner))
     }
@@ -170,6 +235,10 @@ impl PeerPicker for HttpPool {
         let view = self.view();
         let owner = view.ring.node_for(key)?;
         let getter = view.getters.get(owner)?;
+        // A down owner's keys are loaded here at once, without waiting on it.
+        if getter.is_down() {
+            return None;
+        }
         Some(Arc::clone(getter) as Arc<dyn PeerGetter>)
     }
 }

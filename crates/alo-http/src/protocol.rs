@@ -19,6 +19,11 @@ pub const NOT_FOUND: &str = "not-found";
 pub const INVALID_KEY: &str = "invalid-key";
 /// `x-alo-error` of a 404 for a group the node does not have.
 pub const UNKNOWN_GROUP: &str = "unknown-group";
+/// `x-alo-error` of a 502 (the getter failed) or 500 (it panicked): the owner asked its origin
+/// and got no value. The asking node returns the error and does not ask the origin again.
+pub const LOAD_FAILED: &str = "load-failed";
+/// `x-alo-error` of a 504: the owner's load passed its deadline and was dropped.
+pub const LOAD_TIMEOUT: &str = "load-timeout";
 
 /// The path of a request for `key` of `group`, under `base` (which ends in `/`).
 pub(crate) fn path(base: &str, group: &str, key: &[u8]) -> String {

@@ -15,7 +15,9 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::protocol::{self, ERROR_HEADER, INVALID_KEY, NOT_FOUND, PathError, UNKNOWN_GROUP};
+use crate::protocol::{
+    self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PathError, UNKNOWN_GROUP,
+};
 use crate::{DEFAULT_BASE_PATH, Error};
 
 /// The longest key a server accepts by default, in bytes (as memcached).
@@ -126,10 +128,9 @@ where
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Asker {
-    /// Another node: answered with `Group::get_local`, never forwarded; a getter failure is 500.
+    /// Another node: answered with `Group::get_local`, never forwarded.
     Peer,
-    /// A client of the cache: answered with `Group::get`, which may ask the key's owner; a
-    /// getter failure is 502 (the origin behind the cache failed).
+    /// A client of the cache: answered with `Group::get`, which may ask the key's owner.
     Client,
 }
 
@@ -157,6 +158,10 @@ pub async fn respond(
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return resp;
+    }
+    if req.uri().path() == options.base_path {
+        // The liveness probe: answered without touching a group.
+        return text(StatusCode::OK, "ok\n");
     }
     let (group_name, key) = match protocol::parse(&options.base_path, req.uri().path()) {
         Ok(parts) => parts,
@@ -206,11 +211,21 @@ pub async fn respond(
                 .insert(ERROR_HEADER, HeaderValue::from_static(INVALID_KEY));
             resp
         }
-        Err(e @ GroupError::Load(_)) if asker == Asker::Client => {
-            text(StatusCode::BAD_GATEWAY, format!("{e}\n"))
+        Err(e @ GroupError::Load(_)) => coded(StatusCode::BAD_GATEWAY, LOAD_FAILED, e),
+        Err(e @ GroupError::Timeout) => coded(StatusCode::GATEWAY_TIMEOUT, LOAD_TIMEOUT, e),
+        Err(e @ GroupError::Panicked(_)) => {
+            coded(StatusCode::INTERNAL_SERVER_ERROR, LOAD_FAILED, e)
         }
         Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
     }
+}
+
+/// A text answer with its `x-alo-error` code.
+fn coded(status: StatusCode, code: &'static str, e: GroupError) -> Response<Full<Bytes>> {
+    let mut resp = text(status, format!("{e}\n"));
+    resp.headers_mut()
+        .insert(ERROR_HEADER, HeaderValue::from_static(code));
+    resp
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

@@ -1,5 +1,6 @@
 //! Public behaviour of alo-http: real servers on 127.0.0.1, ephemeral ports, in one process.
 
 mod cluster;
+mod failures;
 mod node;
 mod protocol;

@@ -27,6 +27,10 @@ pub(crate) struct Behaviour {
     /// When set, every load waits for one notification first.
     pub(crate) gate: Option<Arc<Notify>>,
     pub(crate) calls: Arc<AtomicUsize>,
+    /// Notified as each load starts.
+    pub(crate) started: Arc<Notify>,
+    /// The pool's options (default when `None`).
+    pub(crate) options: Option<PoolOptions>,
 }
 
 /// The value every node's getter gives `key`: the same on every node, so any node may load it.
@@ -45,13 +49,15 @@ impl Node {
     }
 
     pub(crate) fn start(listener: TcpListener, url: &str, peers: &[String], b: Behaviour) -> Node {
-        let pool = HttpPool::new(url, PoolOptions::default()).expect("valid URL");
+        let options = b.options.clone().unwrap_or_default();
+        let pool = HttpPool::new(url, options).expect("valid URL");
         pool.set_peers(peers).expect("valid URLs");
         let groups = Groups::with_picker(pool.clone());
         let loaded = Arc::new(Mutex::new(Vec::new()));
         let log = loaded.clone();
         let getter = getter_fn(move |key: Bytes| {
             b.calls.fetch_add(1, Ordering::SeqCst);
+            b.started.notify_one();
             log.lock().expect("not poisoned").push(key.clone());
             let gate = b.gate.clone();
             async move {

@@ -86,7 +86,7 @@ async fn every_error_status_has_a_short_text_body() {
         (
             Method::GET,
             "/_alo/g/broken".into(),
-            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::BAD_GATEWAY,
             "the origin is down",
         ),
     ];
@@ -106,6 +106,21 @@ async fn every_error_status_has_a_short_text_body() {
     assert_eq!(unknown.headers()[ERROR_HEADER], UNKNOWN_GROUP);
     let post = send(node, Method::POST, "/_alo/g/k").await;
     assert_eq!(post.headers()["allow"], "GET, HEAD");
+    let broken = send(node, Method::GET, "/_alo/g/broken").await;
+    assert_eq!(broken.headers()[ERROR_HEADER], alo_http::LOAD_FAILED);
+}
+
+#[tokio::test]
+async fn the_base_path_alone_is_the_liveness_probe() {
+    let nodes = Node::cluster(1, Behaviour::default()).await;
+    let r = send(&nodes[0], Method::GET, "/_alo/").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(text(&r), "ok\n");
+    assert_eq!(
+        nodes[0].group.stats().server_requests,
+        0,
+        "no group was asked"
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,219 @@
+//! Whether a peer is up: consecutive failures mark it down for a growing backoff, one probe at
+//! a time brings it back.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// How a pool decides that a peer is down, and when it looks again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HealthOptions {
+    /// Consecutive failures (connect errors and timeouts, resets, probes without an answer)
+    /// that mark a peer down.
+    pub(crate) failures: u32,
+    /// How long a probe may take; also how long a request waits before it asks for a probe.
+    pub(crate) probe_timeout: Duration,
+    /// The first backoff of a down peer; doubled after each failed probe up to `max_backoff`.
+    pub(crate) backoff: Duration,
+    pub(crate) max_backoff: Duration,
+}
+
+/// One peer's health. Failures and successes come from requests and probes; the state changes
+/// are logged once each, not once per request.
+pub(crate) struct Health {
+    peer: String,
+    options: HealthOptions,
+    /// `true` while the peer is down. A watch, so that requests waiting on the peer learn at
+    /// once that it went down and stop waiting.
+    down: watch::Sender<bool>,
+    state: Mutex<State>,
+    /// Set while a probe runs: one at a time.
+    probing: AtomicBool,
+    marked_down: AtomicU64,
+    marked_up: AtomicU64,
+    failures_total: AtomicU64,
+}
+
+struct State {
+    /// Failures since the last success.
+    consecutive: u32,
+    /// The wait before the next probe of a down peer.
+    backoff: Duration,
+}
+
+/// What a failure or a success changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    None,
+    /// The peer was up and is now down: start probing it.
+    WentDown,
+}
+
+/// One peer's health, as `/stats` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct PeerStats {
+    /// The peer's URL.
+    pub url: String,
+    /// `"up"` or `"down"`.
+    pub state: &'static str,
+    /// Failures since the last success.
+    pub consecutive_failures: u32,
+    /// Requests and probes that failed (connect errors and timeouts, resets, no answer in time).
+    pub failures: u64,
+    /// Times the peer was marked down.
+    pub marked_down: u64,
+    /// Times a probe brought it back up.
+    pub marked_up: u64,
+}
+
+impl Health {
+    pub(crate) fn new(peer: String, options: HealthOptions) -> Self {
+        Health {
+            peer,
+            options,
+            down: watch::Sender::new(false),
+            state: Mutex::new(State {
+                consecutive: 0,
+                backoff: options.backoff,
+            }),
+            probing: AtomicBool::new(false),
+            marked_down: AtomicU64::new(0),
+            marked_up: AtomicU64::new(0),
+            failures_total: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn options(&self) -> &HealthOptions {
+        &self.options
+    }
+
+    pub(crate) fn is_down(&self) -> bool {
+        *self.down.borrow()
+    }
+
+    /// Resolves when the peer is marked down (at once if it is).
+    pub(crate) async fn went_down(&self) {
+        let mut rx = self.down.subscribe();
+        let _ = rx.wait_for(|down| *down).await;
+    }
+
+    /// The peer answered: it is up.
+    pub(crate) fn success(&self) {
+        let mut state = self.lock();
+        state.consecutive = 0;
+        state.backoff = self.options.backoff;
+        drop(state);
+        if self.down.send_replace(false) {
+            self.marked_up.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(peer = %self.peer, "peer is up again");
+        }
+    }
+
+    /// The peer gave no answer, for `reason`.
+    pub(crate) fn failure(&self, reason: &dyn fmt::Display) -> Change {
+        self.failures_total.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock();
+        state.consecutive = state.consecutive.saturating_add(1);
+        if state.consecutive < self.options.failures || self.is_down() {
+            return Change::None;
+        }
+        drop(state);
+        if self.down.send_replace(true) {
+            return Change::None;
+        }
+        self.marked_down.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(peer = %self.peer, %reason, failures = self.options.failures, "peer marked down; its keys load locally until a probe answers");
+        Change::WentDown
+    }
+
+    /// The wait before the next probe of a down peer; each call doubles the next, up to the cap.
+    pub(crate) fn next_backoff(&self) -> Duration {
+        let mut state = self.lock();
+        let wait = state.backoff;
+        state.backoff = (wait * 2).min(self.options.max_backoff);
+        wait
+    }
+
+    /// Claims the right to probe; `false` when a probe is running already.
+    pub(crate) fn start_probe(&self) -> bool {
+        !self.probing.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn end_probe(&self) {
+        self.probing.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn stats(&self) -> PeerStats {
+        PeerStats {
+            url: self.peer.clone(),
+            state: if self.is_down() { "down" } else { "up" },
+            consecutive_failures: self.lock().consecutive,
+            failures: self.failures_total.load(Ordering::Relaxed),
+            marked_down: self.marked_down.load(Ordering::Relaxed),
+            marked_up: self.marked_up.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(failures: u32) -> Health {
+        Health::new(
+            "http://peer".into(),
+            HealthOptions {
+                failures,
+                probe_timeout: Duration::from_millis(100),
+                backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(5),
+            },
+        )
+    }
+
+    #[test]
+    fn consecutive_failures_mark_down_once_and_a_success_brings_it_back() {
+        let h = health(3);
+        assert_eq!(h.failure(&"a"), Change::None);
+        h.success();
+        assert_eq!(h.failure(&"b"), Change::None);
+        assert_eq!(h.failure(&"c"), Change::None);
+        assert!(!h.is_down(), "a success in between reset the count");
+        assert_eq!(h.failure(&"d"), Change::WentDown);
+        assert!(h.is_down());
+        assert_eq!(h.failure(&"e"), Change::None, "already down");
+        h.success();
+        let s = h.stats();
+        assert_eq!(
+            (s.state, s.marked_down, s.marked_up, s.failures),
+            ("up", 1, 1, 5)
+        );
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_cap_and_resets_on_success() {
+        let h = health(1);
+        let waits: Vec<u64> = (0..5).map(|_| h.next_backoff().as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 5, 5]);
+        h.success();
+        assert_eq!(h.next_backoff(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn one_probe_at_a_time() {
+        let h = health(1);
+        assert!(h.start_probe());
+        assert!(!h.start_probe());
+        h.end_probe();
+        assert!(h.start_probe());
+    }
+}
