@@ -102,3 +102,9 @@ impl<G: Getter + ?Sized> Getter for Arc<G> {
         (**self).get(key)
     }
 }
+
+impl<G: Getter + ?Sized> Getter for Box<G> {
+    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Bytes, LoadError>> {
+        (**self).get(key)
+    }
+}

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use alo_group::{GroupStats, Groups};
-use alo_http::{Asker, HttpPool, ServerOptions, respond};
+use alo_http::{Asker, HttpPool, PeerStats, ServerOptions, respond};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -73,6 +73,7 @@ impl Api {
         serde_json::json!({
             "self_url": self.pool.self_url(),
             "peers": self.pool.peers(),
+            "peer_health": self.pool.peer_stats(),
             "groups": groups,
         })
     }
@@ -86,7 +87,7 @@ impl Api {
             .map(|g| (escape(g.name()), g.stats()))
             .collect();
         let mut out = String::new();
-        let counters: [Metric<GroupStats>; 9] = [
+        let counters: [Metric<GroupStats>; 12] = [
             ("gets_total", "counter", "Gets received.", |s| s.gets),
             (
                 "cache_hits_total",
@@ -94,14 +95,32 @@ impl Api {
                 "Gets answered from a local cache.",
                 |s| s.cache_hits,
             ),
-            ("peer_loads_total", "counter", "Answers from peers.", |s| {
+            ("peer_loads_total", "counter", "Values from peers.", |s| {
                 s.peer_loads
             }),
             (
+                "peer_load_errs_total",
+                "counter",
+                "Owners' answers without a value (not found, invalid, load failed or timed out).",
+                |s| s.peer_load_errs,
+            ),
+            (
                 "peer_errors_total",
                 "counter",
-                "Failed peer requests.",
+                "Peer requests without an answer.",
                 |s| s.peer_errors,
+            ),
+            (
+                "load_timeouts_total",
+                "counter",
+                "Loads dropped at their deadline.",
+                |s| s.load_timeouts,
+            ),
+            (
+                "values_too_large_total",
+                "counter",
+                "Values served but too large to cache.",
+                |s| s.values_too_large,
             ),
             (
                 "loads_total",
@@ -162,6 +181,39 @@ impl Api {
                 [("main", &s.main_cache), ("hot", &s.hot_cache)]
                     .map(|(cache, c)| (format!("group=\"{group}\",cache=\"{cache}\""), value(c)))
             });
+            family(&mut out, (name, kind, help), samples);
+        }
+        let peers = self.pool.peer_stats();
+        let health: [Metric<PeerStats>; 4] = [
+            (
+                "peer_up",
+                "gauge",
+                "1 while the peer is up, 0 while down.",
+                |p| u64::from(p.state == "up"),
+            ),
+            (
+                "peer_failures_total",
+                "counter",
+                "Peer requests and probes without an answer.",
+                |p| p.failures,
+            ),
+            (
+                "peer_marked_down_total",
+                "counter",
+                "Times the peer was marked down.",
+                |p| p.marked_down,
+            ),
+            (
+                "peer_marked_up_total",
+                "counter",
+                "Times a probe brought the peer back.",
+                |p| p.marked_up,
+            ),
+        ];
+        for (name, kind, help, value) in health {
+            let samples = peers
+                .iter()
+                .map(|p| (format!("peer=\"{}\"", escape(&p.url)), value(p)));
             family(&mut out, (name, kind, help), samples);
         }
         out

@@ -40,8 +40,28 @@ pub struct Config {
     #[arg(long, env = "ALO_DEMO_DELAY_MS", default_value_t = 50)]
     pub demo_delay_ms: u64,
     /// How long one request to an HTTP origin may take, in milliseconds.
-    #[arg(long, env = "ALO_ORIGIN_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "ALO_ORIGIN_TIMEOUT_MS", default_value_t = 10_000, value_parser = positive)]
     pub origin_timeout_ms: u64,
+    /// The deadline of a load, in milliseconds: past it the callers get 504, the load is
+    /// dropped and nothing is cached. A non-owner waits this plus a margin for the owner.
+    #[arg(long, env = "ALO_LOAD_TIMEOUT_MS", default_value_t = 15_000, value_parser = positive)]
+    pub load_timeout_ms: u64,
+    /// How long opening a connection to a peer may take, in milliseconds; a peer that does not
+    /// connect in time is unreachable and the key is loaded locally.
+    #[arg(long, env = "ALO_PEER_CONNECT_TIMEOUT_MS", default_value_t = 250, value_parser = positive)]
+    pub peer_connect_timeout_ms: u64,
+    /// The largest value, e.g. `16MiB`: the most an origin may return and a peer may send, and
+    /// the largest value cached (when the cache is that large). Larger origin bodies are 502.
+    #[arg(long, env = "ALO_MAX_VALUE_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
+    pub max_value_bytes: usize,
+}
+
+fn positive(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("must be more than 0".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_bytes(text: &str) -> Result<usize, String> {

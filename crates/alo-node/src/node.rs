@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use alo_group::Groups;
+use alo_group::{Getter, Group, Groups, PEER_MARGIN};
 use alo_http::{HttpPool, PoolOptions, ServerOptions, serve, serve_with};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -38,26 +38,48 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{peer_addr}"));
 
-    let pool = HttpPool::new(&self_url, PoolOptions::default())?;
+    let load_timeout = Duration::from_millis(config.load_timeout_ms);
+    let origin_timeout = Duration::from_millis(config.origin_timeout_ms);
+    if load_timeout < origin_timeout {
+        tracing::warn!(
+            ?load_timeout,
+            ?origin_timeout,
+            "the load timeout is shorter than the origin timeout: slow origin requests will be cut at the load timeout"
+        );
+    }
+    // The owner has the load timeout; its answer gets half the group's margin to arrive, so
+    // the pool gives up (and tells why) just before the group stops waiting.
+    let pool_options = PoolOptions::default()
+        .timeout(load_timeout + PEER_MARGIN / 2)
+        .connect_timeout(Duration::from_millis(config.peer_connect_timeout_ms))
+        .max_response_bytes(config.max_value_bytes);
+    let pool = HttpPool::new(&self_url, pool_options)?;
     pool.set_peers(&config.peers)?;
     if let Some(file) = &config.peers_file {
         apply_peers_file(&pool, file).await?;
     }
-    let groups = Groups::with_picker(pool.clone());
+    let groups = Groups::new();
+    let add = |name: &'static str, getter: Box<dyn Getter>| -> anyhow::Result<&'static str> {
+        let group = Group::builder(name, getter)
+            .max_bytes(config.cache_bytes)
+            .max_value_bytes(config.max_value_bytes)
+            .load_timeout(load_timeout)
+            .picker(pool.clone())
+            .build()?;
+        groups.insert(group)?;
+        Ok(name)
+    };
     let mut names = Vec::new();
     if let Some(url) = &config.origin_url {
-        let timeout = Duration::from_millis(config.origin_timeout_ms);
-        groups.create("web", config.cache_bytes, UrlOrigin::new(url, timeout)?)?;
-        names.push("web");
+        let origin = UrlOrigin::new(url, origin_timeout, config.max_value_bytes)?;
+        names.push(add("web", Box::new(origin))?);
     }
     if let Some(dir) = &config.origin_dir {
-        groups.create("files", config.cache_bytes, DirOrigin::new(dir)?)?;
-        names.push("files");
+        names.push(add("files", Box::new(DirOrigin::new(dir)?))?);
     }
     if names.is_empty() {
         let delay = Duration::from_millis(config.demo_delay_ms);
-        groups.create("demo", config.cache_bytes, DemoOrigin { delay })?;
-        names.push("demo");
+        names.push(add("demo", Box::new(DemoOrigin { delay }))?);
     }
 
     // Registered before the node says it is ready, so a SIGHUP is never missed.

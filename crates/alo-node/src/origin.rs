@@ -55,14 +55,17 @@ pub struct UrlOrigin {
     base: String,
     client: Client<HttpConnector, Empty<Bytes>>,
     timeout: Duration,
+    /// The largest body accepted: the node's largest value.
+    max_bytes: usize,
 }
 
 impl UrlOrigin {
-    /// An origin at `base` (`http://host[:port][/path]`).
+    /// An origin at `base` (`http://host[:port][/path]`), whose requests take at most `timeout`
+    /// and whose bodies hold at most `max_bytes`.
     ///
     /// # Errors
     /// When `base` is not an `http://` URL.
-    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(base: &str, timeout: Duration, max_bytes: usize) -> anyhow::Result<Self> {
         let uri: http::Uri = base.parse()?;
         anyhow::ensure!(
             uri.scheme_str() == Some("http") && uri.authority().is_some(),
@@ -72,6 +75,7 @@ impl UrlOrigin {
             base: base.trim_end_matches('/').to_string(),
             client: Client::builder(TokioExecutor::new()).build_http(),
             timeout,
+            max_bytes,
         })
     }
 
@@ -89,7 +93,7 @@ impl UrlOrigin {
                 .await
                 .map_err(|e| LoadError::failed(format_args!("origin {url}: {e}")))?;
             let status = response.status();
-            let body = Limited::new(response.into_body(), 64 << 20)
+            let body = Limited::new(response.into_body(), self.max_bytes)
                 .collect()
                 .await
                 .map_err(|e| LoadError::failed(format_args!("origin {url}: {e}")))?
