@@ -1,3 +1,6 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -9,22 +12,33 @@ use crate::process::{Node, free_port};
 
 /// A tiny HTTP origin: `/things/a` is 200, `/things/boom` is 500, anything else 404.
 async fn origin() -> (String, oneshot::Sender<()>) {
+    let (url, stop, _) = counted_origin().await;
+    (url, stop)
+}
+
+/// [`origin`], with a count of the requests it answered.
+async fn counted_origin() -> (String, oneshot::Sender<()>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("bound"));
     let (stop, stopped) = oneshot::channel::<()>();
-    let handler = |req: Request<Incoming>| async move {
-        let (status, body) = match req.uri().path() {
-            "/things/a" => (StatusCode::OK, "the thing a"),
-            "/things/sub/b%20c" => (StatusCode::OK, "the thing b c"),
-            "/things/boom" => (StatusCode::INTERNAL_SERVER_ERROR, "kaboom"),
-            _ => (StatusCode::NOT_FOUND, "no"),
-        };
-        let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-        *resp.status_mut() = status;
-        resp
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    let handler = move |req: Request<Incoming>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let (status, body) = match req.uri().path() {
+                "/things/a" => (StatusCode::OK, "the thing a"),
+                "/things/sub/b%20c" => (StatusCode::OK, "the thing b c"),
+                "/things/boom" => (StatusCode::INTERNAL_SERVER_ERROR, "kaboom"),
+                _ => (StatusCode::NOT_FOUND, "no"),
+            };
+            let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+            *resp.status_mut() = status;
+            resp
+        }
     };
     tokio::spawn(alo_http::serve_with(listener, handler, stopped));
-    (url, stop)
+    (url, stop, requests)
 }
 
 fn node_args(extra: &[&str]) -> Vec<String> {
@@ -91,4 +105,59 @@ async fn a_directory_origin_refuses_keys_that_escape_it() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{escape}: {body:?}");
         assert!(!String::from_utf8_lossy(&body).contains("do not serve"));
     }
+}
+
+#[tokio::test]
+async fn an_owner_whose_origin_fails_costs_one_origin_request_per_get() {
+    let (url, _stop, requests) = counted_origin().await;
+    let base = format!("{url}/things");
+    let listens: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let peers: Vec<String> = listens.iter().map(|l| format!("http://{l}")).collect();
+    let peers = peers.join(",");
+    let mut nodes = Vec::new();
+    for listen in &listens {
+        let args = [
+            "--listen",
+            listen,
+            "--api",
+            "127.0.0.1:0",
+            "--peers",
+            &peers,
+            "--origin-url",
+            &base,
+        ];
+        nodes.push(Node::start(&args).await);
+    }
+    // One of the two does not own the key and asks the other, whose origin fails.
+    for (i, node) in nodes.iter().enumerate() {
+        let (status, _, body) = node.get("/api/web/boom").await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body:?}");
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            i + 1,
+            "one origin request per get"
+        );
+    }
+    let mut owner_said_it_failed = 0;
+    for node in &nodes {
+        let (_, _, body) = node.get("/stats").await;
+        let stats: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(stats["peer_health"][0]["state"], "up");
+        owner_said_it_failed += stats["groups"]["web"]["peer_load_errs"]
+            .as_u64()
+            .expect("a count");
+    }
+    assert_eq!(
+        owner_said_it_failed, 1,
+        "the non-owner got the owner's answer"
+    );
+    let (_, _, metrics) = nodes[0].get("/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains(&format!(
+        "alo_peer_up{{peer=\"http://{}\"}} 1\n",
+        listens[1]
+    )));
+    assert!(metrics.contains("alo_load_timeouts_total{group=\"web\"} 0\n"));
 }
