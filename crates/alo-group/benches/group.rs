@@ -156,7 +156,11 @@ struct Bare(ShardedLru<Bytes, Bytes, Weigher>);
 impl ReadThrough for Bare {
     fn build(max_bytes: usize) -> Self {
         let shards = group_shards(max_bytes);
-        Bare(ShardedLru::with_weigher(max_bytes, shards, weigh as Weigher))
+        Bare(ShardedLru::with_weigher(
+            max_bytes,
+            shards,
+            weigh as Weigher,
+        ))
     }
     async fn get(&self, key: &[u8]) -> Bytes {
         match self.0.get(key) {

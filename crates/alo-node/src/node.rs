@@ -75,7 +75,8 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
         names.push(add("web", Box::new(origin))?);
     }
     if let Some(dir) = &config.origin_dir {
-        names.push(add("files", Box::new(DirOrigin::new(dir)?))?);
+        let origin = DirOrigin::new(dir, config.max_value_bytes)?;
+        names.push(add("files", Box::new(origin))?);
     }
     if names.is_empty() {
         let delay = Duration::from_millis(config.demo_delay_ms);

@@ -131,14 +131,16 @@ impl Getter for UrlOrigin {
 pub struct DirOrigin {
     /// Canonical, so that a path can be checked to stay inside it.
     root: PathBuf,
+    /// The largest file served: the node's largest value.
+    max_bytes: usize,
 }
 
 impl DirOrigin {
-    /// An origin serving the files under `root`.
+    /// An origin serving the files under `root` of at most `max_bytes`.
     ///
     /// # Errors
     /// When `root` is not a directory.
-    pub fn new(root: &Path) -> anyhow::Result<Self> {
+    pub fn new(root: &Path, max_bytes: usize) -> anyhow::Result<Self> {
         let root = root
             .canonicalize()
             .map_err(|e| anyhow::anyhow!("--origin-dir {}: {e}", root.display()))?;
@@ -147,19 +149,39 @@ impl DirOrigin {
             "--origin-dir {} is not a directory",
             root.display()
         );
-        Ok(DirOrigin { root })
+        Ok(DirOrigin { root, max_bytes })
     }
 
     async fn read(&self, key: &[u8]) -> Result<Bytes, LoadError> {
         let path = self.resolve(key)?;
         let started = std::time::Instant::now();
-        let result = match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(Bytes::from(bytes)),
+        let result = match self.read_limited(&path).await {
+            Ok(Some(bytes)) => Ok(Bytes::from(bytes)),
+            Ok(None) => Err(LoadError::failed(format_args!(
+                "the file is larger than the largest value, {} bytes",
+                self.max_bytes
+            ))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LoadError::NotFound),
             Err(e) => Err(LoadError::failed(format_args!("{}: {e}", path.display()))),
         };
         tracing::info!(path = %path.display(), ok = result.is_ok(), elapsed = ?started.elapsed(), "origin load");
         result
+    }
+
+    /// The file's bytes, or `None` when it holds more than `max_bytes` (checked before reading,
+    /// and again while reading, in case it grew).
+    async fn read_limited(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+        use tokio::io::AsyncReadExt as _;
+        let file = tokio::fs::File::open(path).await?;
+        let len = file.metadata().await?.len();
+        if len > self.max_bytes as u64 {
+            return Ok(None);
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.take(self.max_bytes as u64 + 1)
+            .read_to_end(&mut bytes)
+            .await?;
+        Ok((bytes.len() <= self.max_bytes).then_some(bytes))
     }
 
     /// The file a key names, refusing any key that would leave the directory.

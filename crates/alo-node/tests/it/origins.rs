@@ -161,3 +161,19 @@ async fn an_owner_whose_origin_fails_costs_one_origin_request_per_get() {
     )));
     assert!(metrics.contains("alo_load_timeouts_total{group=\"web\"} 0\n"));
 }
+
+#[tokio::test]
+async fn origin_bodies_over_the_largest_value_are_refused() {
+    let root = tempfile::tempdir().expect("temp dir");
+    std::fs::write(root.path().join("small"), [b's'; 100]).expect("write");
+    std::fs::write(root.path().join("large"), [b'l'; 101]).expect("write");
+    let dir = root.path().to_str().expect("UTF-8 temp path").to_string();
+    let args = node_args(&["--origin-dir", &dir, "--max-value-bytes", "100"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let node = Node::start(&args).await;
+    let (status, _, body) = node.get("/api/files/small").await;
+    assert_eq!((status, body.len()), (StatusCode::OK, 100));
+    let (status, _, body) = node.get("/api/files/large").await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(String::from_utf8_lossy(&body).contains("larger than the largest value"));
+}
