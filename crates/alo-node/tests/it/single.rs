@@ -1,11 +1,15 @@
+use clap::Parser as _;
 use http::StatusCode;
 
 use crate::process::{Node, stats};
 
 #[tokio::test]
-async fn with_no_flags_the_demo_answers_and_caches() {
-    let node = Node::start(&[]).await;
-    assert_eq!(node.api, "http://127.0.0.1:9999", "the documented default");
+async fn with_no_origin_flags_the_demo_answers_and_caches() {
+    // The documented defaults, read without binding them: tests bind ephemeral ports only.
+    let defaults = alo_node::Config::parse_from(["alo-node"]);
+    assert_eq!(defaults.api.to_string(), "127.0.0.1:9999");
+    assert_eq!(defaults.listen.to_string(), "127.0.0.1:8001");
+    let node = Node::start(&["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"]).await;
     let (status, headers, body) = node.get("/api/demo/apple").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "a red or green fruit");
