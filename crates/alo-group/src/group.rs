@@ -28,7 +28,7 @@ pub const PEER_MARGIN: Duration = Duration::from_secs(1);
 /// What an entry costs besides its key's and value's bytes, charged to the budget so that the
 /// budget is the memory: the cache's slot and links, its table's share, the two buffers'
 /// allocator headers and shared reference counts. Measured on x86-64 Linux (see the README).
-pub const ENTRY_OVERHEAD: usize = 192;
+pub const ENTRY_OVERHEAD: usize = 240;
 
 /// Room a shard keeps beside its largest value, for the key and the entry's overhead.
 const SHARD_SLACK: usize = 64 << 10;
