@@ -6,7 +6,8 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_util::FutureExt;
@@ -22,6 +23,8 @@ type Work<V, E> = Shared<BoxFuture<'static, Result<V, Error<E>>>>;
 struct InFlight<V, E> {
     id: u64,
     work: Work<V, E>,
+    /// In a detached flight: set once a task has been spawned to drive the work.
+    driven: Arc<AtomicBool>,
 }
 
 /// What one caller of [`Flight::work`] got.
@@ -126,16 +129,18 @@ where
     /// case it waits for that call's outcome instead and `make` is not called.
     ///
     /// Cost when uncontended: one lock of the group's map to insert the key, one to remove it,
-    /// and one allocation for the shared future; a detached flight also spawns one task.
+    /// and one allocation for the shared future. A detached flight also spawns one task, but
+    /// only for work that does not complete at its first poll: work that is ready at once (a
+    /// fast source) never leaves its caller.
     pub async fn work<F, Fut>(&self, key: K, make: F) -> Outcome<V, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>> + Send + 'static,
     {
-        let (id, work, shared) = {
+        let (id, work, driven, shared) = {
             let mut calls = lock(&self.calls);
             match calls.get(&key) {
-                Some(call) => (call.id, call.work.clone(), true),
+                Some(call) => (call.id, call.work.clone(), call.driven.clone(), true),
                 None => {
                     // `make` runs under the lock so that two callers can never both make the
                     // work; if it panics, this caller alone gets the error and nothing is left
@@ -151,18 +156,14 @@ where
                     };
                     let work = guard(fut).boxed().shared();
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    let driven = Arc::new(AtomicBool::new(false));
                     let entry = InFlight {
                         id,
                         work: work.clone(),
+                        driven: driven.clone(),
                     };
                     calls.insert(key.clone(), entry);
-                    if let Some(spawner) = &self.spawner {
-                        // The task's clone keeps the work alive, so a waiter that leaves never
-                        // counts itself the last one; the task forgets the key at the end.
-                        let task = drive(Arc::clone(&self.calls), key.clone(), id, work.clone());
-                        spawner.spawn(task);
-                    }
-                    (id, work, false)
+                    (id, work, driven, false)
                 }
             }
         };
@@ -172,8 +173,17 @@ where
             key: Some(key),
             id,
             work: Some(work),
+            driven,
         };
-        let result = waiter.work.as_mut().expect("set until drop").await;
+        let result = std::future::poll_fn(|cx| {
+            let work = waiter.work.as_mut().expect("set until finished");
+            let poll = Pin::new(work).poll(cx);
+            if poll.is_pending() {
+                waiter.detach();
+            }
+            poll
+        })
+        .await;
         waiter.finish();
         Outcome { result, shared }
     }
@@ -213,6 +223,37 @@ struct Waiter<'a, K: Hash + Eq, V, E> {
     id: u64,
     /// This caller's clone of the shared work; `None` once finished.
     work: Option<Work<V, E>>,
+    /// Whether the call's work has a task driving it (detached flights only).
+    driven: Arc<AtomicBool>,
+}
+
+impl<K, V, E> Waiter<'_, K, V, E>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    V: Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
+    /// The work has started and is not done: in a detached flight, hand it to a task of its
+    /// own (once per call), so that it runs to its end whatever the callers do.
+    ///
+    /// Work only runs when a waiter polls it, and every poll that leaves it unfinished ends
+    /// here, so no work that has started can be left without its task:
+    /// 1. a waiter polls the work for the first time; it does not finish;
+    /// 2. before returning `Pending`, the waiter spawns the task, which holds its own clone;
+    /// 3. from then on a waiter that leaves never counts itself the last one (the task's clone
+    ///    is counted), and the task forgets the key when the work ends.
+    fn detach(&self) {
+        let Some(spawner) = &self.flight.spawner else {
+            return;
+        };
+        if self.driven.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let (Some(key), Some(work)) = (&self.key, &self.work) {
+            let calls = Arc::clone(&self.flight.calls);
+            spawner.spawn(drive(calls, key.clone(), self.id, work.clone()));
+        }
+    }
 }
 
 impl<K: Hash + Eq, V, E> Waiter<'_, K, V, E> {

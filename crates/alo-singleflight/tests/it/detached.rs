@@ -115,3 +115,31 @@ async fn concurrent_callers_of_detached_work_share_one_run() {
     assert!([a.result, b.result, c.result].iter().all(|r| *r == Ok(3)));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn only_work_that_waits_gets_a_task_and_only_one() {
+    let spawned = Arc::new(AtomicUsize::new(0));
+    let counter = spawned.clone();
+    let flight: Flight<&str, u32, String> = Flight::detached(move |task| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(task);
+    });
+    // Ready at its first poll: it never leaves the caller.
+    assert_eq!(flight.work("ready", || async { Ok(1) }).await.result, Ok(1));
+    assert_eq!(spawned.load(Ordering::SeqCst), 0);
+
+    // Pending at first: one task, however many callers poll it.
+    let release = Arc::new(Notify::new());
+    let call = || {
+        let release = release.clone();
+        flight.work("slow", move || async move {
+            release.notified().await;
+            Ok(2)
+        })
+    };
+    let (a, b, c, ()) = tokio::join!(call(), call(), call(), async {
+        release.notify_one();
+    });
+    assert!([a.result, b.result, c.result].iter().all(|r| *r == Ok(2)));
+    assert_eq!(spawned.load(Ordering::SeqCst), 1);
+}
