@@ -11,11 +11,11 @@
 //! - `bare_hyper`: a minimal hyper 1.x http1 server on `127.0.0.1:0` (`service_fn` answering any
 //!   request with `Response::new(Full::new(value))`, `set_nodelay(true)` on each accepted
 //!   stream as alo's server does), asked for the same path (`/_alo/g/{key}`) by a
-//!   `hyper_util` legacy client built as alo's pool builds its own
-//!   (`Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>()`), the body collected
-//!   through `Limited` (64 MiB, alo's default) as alo's client does. No timeout, no error
-//!   mapping, no percent-encoding, no graceful-shutdown watch, no content-type header: that is
-//!   alo's overhead.
+//!   `hyper_util` legacy client built as alo's pool builds its own (an `HttpConnector` with
+//!   alo's connect timeout and `nodelay`), the body collected through `Limited` (64 MiB) as
+//!   alo's client does. No answer timeout, no peer-health watch, no error mapping, no
+//!   percent-encoding, no graceful-shutdown watch, no content-type header: that is alo's
+//!   overhead.
 //!
 //! Both clients keep their connection alive across iterations: after the first request each
 //! round trip is one request and one response on an open TCP connection.
@@ -184,8 +184,12 @@ struct BareClient {
 impl BareClient {
     fn new(server_url: &str, key: &[u8]) -> BareClient {
         let key = std::str::from_utf8(key).expect("an unreserved ASCII key");
+        // As alo's pool builds its client: a connect timeout, no Nagle.
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(alo_http::DEFAULT_CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
         BareClient {
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
             uri: format!("{server_url}/_alo/{GROUP}/{key}"),
         }
     }

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// How a pool decides that a peer is down, and when it looks again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,9 +27,10 @@ pub(crate) struct HealthOptions {
 pub(crate) struct Health {
     peer: String,
     options: HealthOptions,
-    /// `true` while the peer is down. A watch, so that requests waiting on the peer learn at
-    /// once that it went down and stop waiting.
-    down: watch::Sender<bool>,
+    /// Set while the peer is down.
+    down: AtomicBool,
+    /// Woken when the peer goes down, so that requests waiting on it stop waiting at once.
+    went_down: Notify,
     state: Mutex<State>,
     /// Set while a probe runs: one at a time.
     probing: AtomicBool,
@@ -76,7 +77,8 @@ impl Health {
         Health {
             peer,
             options,
-            down: watch::Sender::new(false),
+            down: AtomicBool::new(false),
+            went_down: Notify::new(),
             state: Mutex::new(State {
                 consecutive: 0,
                 backoff: options.backoff,
@@ -93,13 +95,18 @@ impl Health {
     }
 
     pub(crate) fn is_down(&self) -> bool {
-        *self.down.borrow()
+        self.down.load(Ordering::Acquire)
     }
 
     /// Resolves when the peer is marked down (at once if it is).
     pub(crate) async fn went_down(&self) {
-        let mut rx = self.down.subscribe();
-        let _ = rx.wait_for(|down| *down).await;
+        let notified = self.went_down.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the check, so a change between the two is not missed.
+        notified.as_mut().enable();
+        if !self.is_down() {
+            notified.await;
+        }
     }
 
     /// The peer answered: it is up.
@@ -108,7 +115,7 @@ impl Health {
         state.consecutive = 0;
         state.backoff = self.options.backoff;
         drop(state);
-        if self.down.send_replace(false) {
+        if self.down.swap(false, Ordering::AcqRel) {
             self.marked_up.fetch_add(1, Ordering::Relaxed);
             tracing::info!(peer = %self.peer, "peer is up again");
         }
@@ -123,9 +130,10 @@ impl Health {
             return Change::None;
         }
         drop(state);
-        if self.down.send_replace(true) {
+        if self.down.swap(true, Ordering::AcqRel) {
             return Change::None;
         }
+        self.went_down.notify_waiters();
         self.marked_down.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(peer = %self.peer, %reason, failures = self.options.failures, "peer marked down; its keys load locally until a probe answers");
         Change::WentDown
