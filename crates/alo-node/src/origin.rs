@@ -1,16 +1,22 @@
 //! The sources of truth a node can load from: a built-in demo, an HTTP origin, a directory.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use alo_group::{BoxFuture, Getter, LoadError};
 use bytes::Bytes;
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+use tokio::sync::Semaphore;
 
 /// The demo data set: a few fruit, loaded with a delay so a first and a second get differ.
 pub const DEMO: [(&str, &str); 4] = [
@@ -64,12 +70,18 @@ impl UrlOrigin {
     /// and whose bodies hold at most `max_bytes`.
     ///
     /// # Errors
-    /// When `base` is not an `http://` URL.
+    /// When `base` is not an `http://` URL, or has a query or a fragment.
     pub fn new(base: &str, timeout: Duration, max_bytes: usize) -> anyhow::Result<Self> {
         let uri: http::Uri = base.parse()?;
         anyhow::ensure!(
             uri.scheme_str() == Some("http") && uri.authority().is_some(),
             "--origin-url must be an http:// URL with a host, not {base:?}"
+        );
+        // Checked on the text: `http::Uri` drops a fragment without a word. A key is appended
+        // to the path, which ends where a query or a fragment begins.
+        anyhow::ensure!(
+            !base.contains(['?', '#']),
+            "--origin-url must have no query (`?`) or fragment (`#`), not {base:?}"
         );
         Ok(UrlOrigin {
             base: base.trim_end_matches('/').to_string(),
@@ -82,6 +94,16 @@ impl UrlOrigin {
     async fn fetch(&self, key: &[u8]) -> Result<Bytes, LoadError> {
         let key = std::str::from_utf8(key)
             .map_err(|_| LoadError::InvalidKey("an origin URL key must be UTF-8".into()))?;
+        // The origin, or a proxy before it, would resolve `..` against the base and serve what
+        // lies outside it (`{base}/../secret`).
+        if key
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+        {
+            return Err(LoadError::InvalidKey(
+                "an origin URL key has no `.` or `..` path segment".into(),
+            ));
+        }
         let url = format!("{}/{}", self.base, utf8_percent_encode(key, KEY_IN_URL));
         let request = Request::get(&url)
             .body(Empty::new())
@@ -126,88 +148,214 @@ impl Getter for UrlOrigin {
     }
 }
 
+/// At most this many files are read at once; further loads wait for a turn. Each read holds a
+/// thread of tokio's blocking pool, which the rest of the node shares.
+const MAX_READS: usize = 32;
+
+/// How long a load waits for its turn and its read together. A read stuck in the kernel (a hung
+/// network filesystem) cannot be cancelled: its thread and its turn stay taken until the
+/// filesystem answers, but the load gives up.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Flags added to every open. `NONBLOCK`: opening a FIFO without a writer returns at once instead
+/// of waiting for one (the handle is then refused as not a regular file); reads of regular files
+/// ignore it. `NOCTTY`: opening a terminal never makes it the node's controlling terminal.
+const OPEN_FLAGS: i32 = (OFlags::NONBLOCK.bits() | OFlags::NOCTTY.bits()) as i32;
+
 /// Group `files`: key = a path relative to the directory.
 #[derive(Debug)]
 pub struct DirOrigin {
-    /// Canonical, so that a path can be checked to stay inside it.
+    /// The directory as given, for logs and errors only: files are opened through `dir`.
     root: PathBuf,
+    /// The directory, opened once. Each file is opened beneath this handle by cap-std (with
+    /// `openat2`'s `RESOLVE_BENEATH` where the kernel has it), so no key, link or rename, even one
+    /// made between a check and the open, leads out of it.
+    dir: Arc<Dir>,
+    /// Turns to read, [`MAX_READS`] of them; a read keeps its turn until its thread is done.
+    reads: Arc<Semaphore>,
     /// The largest file served: the node's largest value.
     max_bytes: usize,
+}
+
+/// What a blocking read found.
+enum Read {
+    /// The whole file.
+    Bytes(Vec<u8>),
+    /// A directory, FIFO, socket or device: served as absent.
+    NotAFile,
+    /// More than the largest value.
+    TooLarge,
 }
 
 impl DirOrigin {
     /// An origin serving the files under `root` of at most `max_bytes`.
     ///
     /// # Errors
-    /// When `root` is not a directory.
+    /// When `root` is not a directory that can be opened.
     pub fn new(root: &Path, max_bytes: usize) -> anyhow::Result<Self> {
-        let root = root
-            .canonicalize()
+        let dir = Dir::open_ambient_dir(root, ambient_authority())
             .map_err(|e| anyhow::anyhow!("--origin-dir {}: {e}", root.display()))?;
-        anyhow::ensure!(
-            root.is_dir(),
-            "--origin-dir {} is not a directory",
-            root.display()
-        );
-        Ok(DirOrigin { root, max_bytes })
+        Ok(DirOrigin {
+            root: root.to_path_buf(),
+            dir: Arc::new(dir),
+            reads: Arc::new(Semaphore::new(MAX_READS)),
+            max_bytes,
+        })
     }
 
     async fn read(&self, key: &[u8]) -> Result<Bytes, LoadError> {
-        let path = self.resolve(key)?;
+        let relative = relative_path(key)?;
+        let path = self.root.join(&relative);
         let started = std::time::Instant::now();
-        let result = match self.read_limited(&path).await {
-            Ok(Some(bytes)) => Ok(Bytes::from(bytes)),
-            Ok(None) => Err(LoadError::failed(format_args!(
+        let result = match self.read_blocking(relative).await {
+            Ok(Ok(Read::Bytes(bytes))) => Ok(Bytes::from(bytes)),
+            Ok(Ok(Read::NotAFile)) => Err(LoadError::NotFound),
+            Ok(Ok(Read::TooLarge)) => Err(LoadError::failed(format_args!(
                 "the file is larger than the largest value, {} bytes",
                 self.max_bytes
             ))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LoadError::NotFound),
-            Err(e) => Err(LoadError::failed(format_args!("{}: {e}", path.display()))),
+            Ok(Err(e)) => Err(open_error(&e, &path)),
+            Err(e) => Err(e),
         };
         tracing::info!(path = %path.display(), ok = result.is_ok(), elapsed = ?started.elapsed(), "origin load");
         result
     }
 
-    /// The file's bytes, or `None` when it holds more than `max_bytes` (checked before reading,
-    /// and again while reading, in case it grew).
-    async fn read_limited(&self, path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-        use tokio::io::AsyncReadExt as _;
-        let file = tokio::fs::File::open(path).await?;
-        let len = file.metadata().await?.len();
-        if len > self.max_bytes as u64 {
-            return Ok(None);
-        }
-        let mut bytes = Vec::with_capacity(len as usize);
-        file.take(self.max_bytes as u64 + 1)
-            .read_to_end(&mut bytes)
-            .await?;
-        Ok((bytes.len() <= self.max_bytes).then_some(bytes))
+    /// Opens, checks and reads the file on the blocking pool, once a turn is free, within
+    /// [`READ_TIMEOUT`].
+    async fn read_blocking(&self, relative: PathBuf) -> Result<std::io::Result<Read>, LoadError> {
+        let dir = Arc::clone(&self.dir);
+        let reads = Arc::clone(&self.reads);
+        let max_bytes = self.max_bytes;
+        let read = async move {
+            let turn = reads
+                .acquire_owned()
+                .await
+                .map_err(|_| LoadError::failed("the directory origin stopped reading"))?;
+            tokio::task::spawn_blocking(move || {
+                // Held by the thread, not the load: a load that times out does not free a
+                // turn its read still occupies.
+                let _turn = turn;
+                read_beneath(&dir, &relative, max_bytes)
+            })
+            .await
+            .map_err(|e| LoadError::failed(format_args!("reading the file failed: {e}")))
+        };
+        tokio::time::timeout(READ_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| Err(LoadError::failed("reading the file timed out")))
     }
+}
 
-    /// The file a key names, refusing any key that would leave the directory.
-    fn resolve(&self, key: &[u8]) -> Result<PathBuf, LoadError> {
-        let invalid = |why: &str| LoadError::InvalidKey(why.into());
-        let key = std::str::from_utf8(key).map_err(|_| invalid("a file key must be UTF-8"))?;
-        let relative = Path::new(key);
-        let plain = relative
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-        if !plain || key.contains('\0') {
-            return Err(invalid("a file key is a relative path without `..`"));
+/// The relative path a key names, refusing up front any key that is absolute, has a `..` or a
+/// NUL. The reasons are shown to clients: they never name a filesystem path.
+fn relative_path(key: &[u8]) -> Result<PathBuf, LoadError> {
+    let invalid = |why: &str| LoadError::InvalidKey(why.into());
+    let key = std::str::from_utf8(key).map_err(|_| invalid("a file key must be UTF-8"))?;
+    let relative = Path::new(key);
+    let plain = relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !plain || key.contains('\0') {
+        return Err(invalid("a file key is a relative path without `..`"));
+    }
+    Ok(relative.to_path_buf())
+}
+
+/// Opens `relative` beneath `dir` without blocking on special files and reads it if it is a
+/// regular file of at most `max_bytes`. The type and size are those of the opened handle, not of
+/// the path, which may have changed since.
+fn read_beneath(dir: &Dir, relative: &Path, max_bytes: usize) -> std::io::Result<Read> {
+    use std::io::Read as _;
+    let mut options = OpenOptions::new();
+    options.read(true).custom_flags(OPEN_FLAGS);
+    let file = dir.open_with(relative, &options)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Ok(Read::NotAFile);
+    }
+    let len = metadata.len();
+    if len > max_bytes as u64 {
+        return Ok(Read::TooLarge);
+    }
+    // `len` fits: it is at most `max_bytes`.
+    let mut bytes = Vec::with_capacity(len as usize);
+    // One byte more than allowed tells a file that grew since from one that did not.
+    file.take((max_bytes as u64).saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok(if bytes.len() <= max_bytes {
+        Read::Bytes(bytes)
+    } else {
+        Read::TooLarge
+    })
+}
+
+/// The load error for an error opening or reading `path`.
+fn open_error(e: &std::io::Error, path: &Path) -> LoadError {
+    use std::io::ErrorKind;
+    let errno = e.raw_os_error();
+    let is = |code: Errno| errno == Some(code.raw_os_error());
+    match e.kind() {
+        // Absent, or a path through a file (`file/x`), or a link loop: nothing to serve.
+        ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::IsADirectory => {
+            LoadError::NotFound
         }
-        let joined = self.root.join(relative);
-        match joined.canonicalize() {
-            // A link may point anywhere: what counts is where the path really leads.
-            Ok(real) if real.starts_with(&self.root) => Ok(real),
-            Ok(_) => Err(invalid("the path leads out of the directory")),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(LoadError::NotFound),
-            Err(e) => Err(LoadError::failed(format_args!("{}: {e}", joined.display()))),
+        _ if is(Errno::LOOP) => LoadError::NotFound,
+        // `open` of a socket, or of a device without a driver: not a file either.
+        _ if is(Errno::NXIO) || is(Errno::NODEV) => LoadError::NotFound,
+        // cap-std refuses a path that leads out of the directory (a link to `/etc/passwd`) with
+        // `PermissionDenied` and no OS error code; a file the node may not read has `EACCES`.
+        ErrorKind::PermissionDenied if errno.is_none() => {
+            LoadError::InvalidKey("the key leads out of the directory".into())
         }
+        _ if is(Errno::NAMETOOLONG) => {
+            LoadError::InvalidKey("a name in the key is too long for the filesystem".into())
+        }
+        _ => LoadError::failed(format_args!("{}: {e}", path.display())),
     }
 }
 
 impl Getter for DirOrigin {
     fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Bytes, LoadError>> {
         Box::pin(async move { self.read(&key).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_keys_are_relative_paths_without_parent_segments() {
+        for key in ["..", "../secret", "a/../../b", "/etc/passwd", "a\0b"] {
+            assert!(
+                matches!(relative_path(key.as_bytes()), Err(LoadError::InvalidKey(_))),
+                "{key:?}"
+            );
+        }
+        for key in ["a", "a/./b", "./a", "a..b/.c"] {
+            assert!(relative_path(key.as_bytes()).is_ok(), "{key:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_load_waiting_for_a_turn_gives_up_at_the_read_timeout() {
+        let root = tempfile::tempdir().expect("temp dir");
+        std::fs::write(root.path().join("f"), "x").expect("write");
+        let origin = DirOrigin::new(root.path(), 10).expect("a directory");
+        // Every turn taken, as by reads stuck on a hung filesystem.
+        let turns = Arc::clone(&origin.reads)
+            .acquire_many_owned(MAX_READS as u32)
+            .await
+            .expect("open");
+        let started = tokio::time::Instant::now();
+        let got = origin.get(Bytes::from_static(b"f")).await;
+        assert_eq!(got, Err(LoadError::failed("reading the file timed out")));
+        assert_eq!(started.elapsed(), READ_TIMEOUT);
+        drop(turns);
+        assert_eq!(
+            origin.get(Bytes::from_static(b"f")).await,
+            Ok(Bytes::from("x"))
+        );
     }
 }
