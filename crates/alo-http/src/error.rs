@@ -17,6 +17,9 @@ pub enum Error {
     /// The base path must start and end with `/`, e.g. `/_alo/`.
     #[error("invalid base path {0:?}: it must start and end with '/'")]
     InvalidBasePath(String),
+    /// A server limit that cannot be used; what is wrong with it.
+    #[error("invalid server limit: {0}")]
+    InvalidLimit(&'static str),
     /// Accepting connections failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),

@@ -45,6 +45,7 @@
 //! ```
 
 mod client;
+mod conn;
 mod error;
 mod health;
 mod pool;
@@ -52,13 +53,14 @@ mod protocol;
 mod server;
 
 pub use client::HttpGetter;
+pub use conn::serve_with;
 pub use error::Error;
 pub use health::PeerStats;
 pub use pool::{DEFAULT_CONNECT_TIMEOUT, HttpPool, PoolOptions};
 pub use protocol::{
     ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, UNKNOWN_GROUP,
 };
-pub use server::{Asker, DEFAULT_MAX_KEY_BYTES, ServerOptions, respond, serve, serve_with};
+pub use server::{Asker, DEFAULT_MAX_KEY_BYTES, ServerOptions, respond, serve};
 
 /// The path under which groups are served unless configured otherwise.
 pub const DEFAULT_BASE_PATH: &str = "/_alo/";

@@ -1,20 +1,17 @@
 //! The server side: answers peers' requests for a node's groups.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use alo_group::{Error as GroupError, Groups};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::conn::{Limits, serve_with};
 use crate::protocol::{
     self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PathError, UNKNOWN_GROUP,
 };
@@ -23,11 +20,13 @@ use crate::{DEFAULT_BASE_PATH, Error};
 /// The longest key a server accepts by default, in bytes (as memcached).
 pub const DEFAULT_MAX_KEY_BYTES: usize = 250;
 
-/// How a node serves its groups to peers.
+/// How a node serves: the protocol's base path and key limit, and the limits every connection
+/// lives within (see [`serve_with`](crate::serve_with)).
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     base_path: String,
     max_key_bytes: usize,
+    pub(crate) limits: Limits,
 }
 
 impl Default for ServerOptions {
@@ -35,6 +34,7 @@ impl Default for ServerOptions {
         ServerOptions {
             base_path: DEFAULT_BASE_PATH.to_string(),
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+            limits: Limits::default(),
         }
     }
 }
@@ -54,74 +54,107 @@ impl ServerOptions {
         self.max_key_bytes = max_key_bytes;
         self
     }
+
+    /// The most connections open at once (default 10,000). At the limit, new clients wait in
+    /// the listen backlog until a connection closes; the server keeps serving the others.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLimit`] for 0.
+    pub fn max_connections(mut self, max_connections: usize) -> Result<Self, Error> {
+        if max_connections == 0 {
+            return Err(Error::InvalidLimit("max_connections must be at least 1"));
+        }
+        self.limits.max_connections = max_connections.min(tokio::sync::Semaphore::MAX_PERMITS);
+        Ok(self)
+    }
+
+    /// How long a client may take to send a request head (default 10 s), counted from when
+    /// the connection starts waiting for one: at its start, and after each response on a
+    /// kept-alive connection. A client that sends its head a byte at a time is cut off there.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLimit`] for zero.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
+        self.limits.header_read_timeout = nonzero(timeout, "header_read_timeout")?;
+        Ok(self)
+    }
+
+    /// The largest request head, in bytes (default 16 KiB, at least 8 KiB); a larger one gets
+    /// 431. It bounds what a client can make a connection hold before its request is read.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLimit`] below 8 KiB, hyper's least read buffer.
+    pub fn max_header_bytes(mut self, max_header_bytes: usize) -> Result<Self, Error> {
+        if max_header_bytes < 8192 {
+            return Err(Error::InvalidLimit(
+                "max_header_bytes must be at least 8192",
+            ));
+        }
+        self.limits.max_header_bytes = max_header_bytes;
+        Ok(self)
+    }
+
+    /// How long a connection may go without traffic and without a request in flight before
+    /// it is closed (default 60 s). A connection waiting for its next request head is also
+    /// bound by the header read timeout, whichever is shorter.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLimit`] for zero.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
+        self.limits.idle_timeout = nonzero(timeout, "idle_timeout")?;
+        Ok(self)
+    }
+
+    /// How long a response write may wait for a client that does not read (default 10 s)
+    /// before the connection is closed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLimit`] for zero.
+    pub fn write_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
+        self.limits.write_timeout = nonzero(timeout, "write_timeout")?;
+        Ok(self)
+    }
+
+    /// How long, once shutdown begins, requests in flight may take to finish (default 10 s);
+    /// then the connections left are closed and the server returns.
+    ///
+    /// # Errors
+    /// [`Error::InvalidLimit`] for zero.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Result<Self, Error> {
+        self.limits.shutdown_timeout = nonzero(timeout, "shutdown_timeout")?;
+        Ok(self)
+    }
+}
+
+fn nonzero(timeout: Duration, what: &'static str) -> Result<Duration, Error> {
+    if timeout.is_zero() {
+        return Err(Error::InvalidLimit(what));
+    }
+    Ok(timeout)
 }
 
 /// Serves `groups` to peers on `listener` until `shutdown` completes, then stops accepting,
-/// lets requests in flight finish, and returns.
+/// lets requests in flight finish (within the shutdown timeout), and returns. The connection
+/// limits are those of [`serve_with`](crate::serve_with).
 ///
 /// Each request is answered with `Group::get_local`: a node never forwards a peer's request.
 /// Bind the listener yourself (port 0 in tests) and pass a shutdown future such as a
 /// `oneshot::Receiver` or `tokio::signal::ctrl_c()`.
 ///
 /// # Errors
-/// [`Error::Io`] when accepting a connection fails for a reason other than the peer's.
+/// As [`serve_with`](crate::serve_with).
 pub async fn serve(
     listener: TcpListener,
     groups: Groups,
     options: ServerOptions,
     shutdown: impl Future,
 ) -> Result<(), Error> {
-    let shared = Arc::new((groups, options));
+    let shared = Arc::new((groups, options.clone()));
     let handler = move |req| {
         let shared = Arc::clone(&shared);
         async move { respond(req, &shared.0, &shared.1, Asker::Peer).await }
     };
-    serve_with(listener, handler, shutdown).await
-}
-
-/// Serves HTTP/1.1 on `listener` with `handler` until `shutdown` completes, then stops
-/// accepting, lets requests in flight finish, and returns: the loop under [`serve`], for a
-/// server of one's own (`alo-node` serves its client API with it).
-///
-/// # Errors
-/// [`Error::Io`] when accepting a connection fails for a reason other than the peer's.
-pub async fn serve_with<H, Fut>(
-    listener: TcpListener,
-    handler: H,
-    shutdown: impl Future,
-) -> Result<(), Error>
-where
-    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                // A connection that failed before we took it is that client's problem.
-                Err(e) if is_per_connection(&e) => continue,
-                Err(e) => return Err(e.into()),
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
-        let service = service_fn(move |req| {
-            let response = handler(req);
-            async move { Ok::<_, Infallible>(response.await) }
-        });
-        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            // A connection's own I/O errors end that connection only.
-            let _ = conn.await;
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
+    serve_with(listener, options, handler, shutdown).await
 }
 
 /// Who sent a request, which decides how a group answers it.
@@ -132,14 +165,6 @@ pub enum Asker {
     Peer,
     /// A client of the cache: answered with `Group::get`, which may ask the key's owner.
     Client,
-}
-
-fn is_per_connection(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
-    )
 }
 
 /// Answers one request for `{base}{group}/{key}` with the statuses of the wire protocol (see

@@ -27,7 +27,7 @@ pub struct Config {
     #[arg(long, env = "ALO_PEERS_FILE")]
     pub peers_file: Option<PathBuf>,
     /// Bytes of keys and values each group may cache, e.g. `64MiB`, `1GB`, `500000`.
-    #[arg(long, env = "ALO_CACHE_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    #[arg(long, env = "ALO_CACHE_BYTES", default_value = "64MiB", value_parser = parse_budget)]
     pub cache_bytes: usize,
     /// An HTTP origin: group `web`, key `k` fetched as `URL/k`.
     #[arg(long, env = "ALO_ORIGIN_URL")]
@@ -54,6 +54,35 @@ pub struct Config {
     /// the largest value cached (when the cache is that large). Larger origin bodies are 502.
     #[arg(long, env = "ALO_MAX_VALUE_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
     pub max_value_bytes: usize,
+    /// The most connections each listener keeps open at once; more clients wait in the backlog.
+    #[arg(long, env = "ALO_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = positive_usize)]
+    pub max_connections: usize,
+    /// How long a client may take to send a request head, in milliseconds (also bounds a
+    /// kept-alive connection waiting for its next request).
+    #[arg(long, env = "ALO_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000, value_parser = positive)]
+    pub header_read_timeout_ms: u64,
+    /// The largest request head, e.g. `16KiB` (at least 8KiB); larger ones get 431.
+    #[arg(long, env = "ALO_MAX_HEADER_BYTES", default_value = "16KiB", value_parser = parse_bytes)]
+    pub max_header_bytes: usize,
+    /// How long a connection may sit without traffic and without a request in flight, in
+    /// milliseconds.
+    #[arg(long, env = "ALO_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = positive)]
+    pub idle_timeout_ms: u64,
+    /// How long a response may wait for a client that does not read it, in milliseconds.
+    #[arg(long, env = "ALO_WRITE_TIMEOUT_MS", default_value_t = 10_000, value_parser = positive)]
+    pub write_timeout_ms: u64,
+    /// On SIGTERM or SIGINT, how long requests in flight may take to finish before the node
+    /// closes what is left and exits, in milliseconds. A second signal exits at once.
+    #[arg(long, env = "ALO_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000, value_parser = positive)]
+    pub shutdown_timeout_ms: u64,
+}
+
+fn positive_usize(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be more than 0".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn positive(text: &str) -> Result<u64, String> {
@@ -61,6 +90,14 @@ fn positive(text: &str) -> Result<u64, String> {
         Ok(0) => Err("must be more than 0".to_string()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A cache budget: 0 (which the library reads as unbounded) is refused for a node.
+fn parse_budget(text: &str) -> Result<usize, String> {
+    match parse_bytes(text)? {
+        0 => Err("must be more than 0: a node's cache is bounded".to_string()),
+        n => Ok(n),
     }
 }
 

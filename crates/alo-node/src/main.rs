@@ -1,12 +1,13 @@
 //! `alo-node`: parse flags, start logging, run the node until SIGINT or SIGTERM.
 
+use std::process::ExitCode;
+
 use alo_node::{Config, run};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let config = Config::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -14,15 +15,59 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    raise_descriptor_limit();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "starting the runtime failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(serve(config));
+    // Blocking reads still running (a file that never ends, say) must not hold the process:
+    // they are left behind.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     // Registered before the node binds, so that a signal sent once it is up is never the
     // default (fatal) one.
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
-    let shutdown = async move {
+    let (first, first_signal) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    };
-    run(config, shutdown).await
+        let _ = first.send(());
+        // A second signal: the operator does not want to wait for the drain.
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+    run(config, async {
+        let _ = first_signal.await;
+    })
+    .await
+}
+
+/// Raises the soft limit on open files to the hard one, so that connections, not a default of
+/// 1,024, are the limit; logs both.
+fn raise_descriptor_limit() {
+    let (was, hard) = rlimit::Resource::NOFILE.get().unwrap_or((0, 0));
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => tracing::info!(soft, hard, was, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, was, hard, "could not raise the open file limit"),
+    }
 }

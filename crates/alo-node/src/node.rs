@@ -108,32 +108,52 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let limits = server_options(&config)?;
+    let api_options = limits.clone().base_path("/api/")?;
     let api = Api {
         groups: groups.clone(),
         pool: Arc::clone(&pool),
-        options: ServerOptions::default().base_path("/api/")?,
+        options: api_options.clone(),
     };
     let peers = serve(
         peer_listener,
         groups,
-        ServerOptions::default(),
+        limits,
         until_stopped(stopped.clone()),
     );
     let clients = serve_with(
         api_listener,
+        api_options,
         move |req| api.clone().handle(req),
         until_stopped(stopped),
     );
-    let signal = async {
-        shutdown.await;
-        tracing::info!("shutting down: finishing requests in flight");
-        let _ = stop.send(true);
-    };
-    let (peers, clients, ()) = tokio::join!(peers, clients, signal);
+    let (mut peers, mut clients) = (std::pin::pin!(peers), std::pin::pin!(clients));
+    // A server returns before shutdown only if its listener failed for good: the node stops
+    // at once, non-zero, rather than half-serve.
+    tokio::select! {
+        ended = &mut peers => anyhow::bail!("the peer server stopped: {:?}", ended.err()),
+        ended = &mut clients => anyhow::bail!("the client API stopped: {:?}", ended.err()),
+        _ = shutdown => {}
+    }
+    tracing::info!(timeout = ?Duration::from_millis(config.shutdown_timeout_ms), "shutting down: finishing requests in flight");
+    let _ = stop.send(true);
+    let (peers, clients) = tokio::join!(peers, clients);
     peers.context("peer server")?;
     clients.context("client API")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The connection limits of both listeners, from the flags.
+fn server_options(config: &Config) -> anyhow::Result<ServerOptions> {
+    let ms = Duration::from_millis;
+    Ok(ServerOptions::default()
+        .max_connections(config.max_connections)?
+        .header_read_timeout(ms(config.header_read_timeout_ms))?
+        .max_header_bytes(config.max_header_bytes)?
+        .idle_timeout(ms(config.idle_timeout_ms))?
+        .write_timeout(ms(config.write_timeout_ms))?
+        .shutdown_timeout(ms(config.shutdown_timeout_ms))?)
 }
 
 /// Reads a peers file (one URL a line, `#` comments) and applies it.

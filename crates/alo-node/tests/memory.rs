@@ -47,7 +47,12 @@ async fn values_fetched_over_http_hold_only_their_own_bytes() {
     let handler = |req: http::Request<hyper::body::Incoming>| async move {
         Response::new(Full::new(value_of(req.uri().path().as_bytes())))
     };
-    tokio::spawn(serve_with(listener, handler, origin_stopped));
+    tokio::spawn(serve_with(
+        listener,
+        ServerOptions::default(),
+        handler,
+        origin_stopped,
+    ));
 
     // The URL origin. The test keeps the origin (and its connections) alive, so dropping the
     // group frees only what the group holds.
