@@ -39,7 +39,12 @@ async fn counted_origin() -> (String, oneshot::Sender<()>, Arc<AtomicUsize>) {
             resp
         }
     };
-    tokio::spawn(alo_http::serve_with(listener, handler, stopped));
+    tokio::spawn(alo_http::serve_with(
+        listener,
+        alo_http::ServerOptions::default(),
+        handler,
+        stopped,
+    ));
     (url, stop, requests)
 }
 
