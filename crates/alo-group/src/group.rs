@@ -268,11 +268,12 @@ impl Group {
         let out = self
             .inner
             .local
-            .work(key, move || this.call_getter(work_key))
+            .work(key.clone(), move || this.call_getter(work_key))
             .await;
         let result = flatten(out.result);
-        if !out.shared && matches!(result, Err(Error::Panicked(_))) {
+        if let (false, Err(Error::Panicked(message))) = (out.shared, &result) {
             bump(&self.inner.counters.local_load_errs);
+            tracing::error!(group = %self.inner.name, key = %String::from_utf8_lossy(&key), %message, "the getter panicked");
         }
         (result, out.shared)
     }
@@ -292,6 +293,10 @@ impl Group {
                 }
                 Ok(Err(e)) => {
                     bump(&inner.counters.local_load_errs);
+                    // "Not found" and a refused key are answers, not failures.
+                    if !matches!(e, LoadError::NotFound | LoadError::InvalidKey(_)) {
+                        tracing::warn!(group = %inner.name, key = %String::from_utf8_lossy(&key), error = %e, "load failed");
+                    }
                     Err(e.into())
                 }
                 Err(_) => {

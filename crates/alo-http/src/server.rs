@@ -236,18 +236,31 @@ pub async fn respond(
                 .insert(ERROR_HEADER, HeaderValue::from_static(INVALID_KEY));
             resp
         }
-        Err(e @ GroupError::Load(_)) => coded(StatusCode::BAD_GATEWAY, LOAD_FAILED, e),
-        Err(e @ GroupError::Timeout) => coded(StatusCode::GATEWAY_TIMEOUT, LOAD_TIMEOUT, e),
-        Err(e @ GroupError::Panicked(_)) => {
-            coded(StatusCode::INTERNAL_SERVER_ERROR, LOAD_FAILED, e)
+        // The cause (an origin's URL, a path, a panic's message) is in the log, written where
+        // the load failed; a client gets the category.
+        Err(GroupError::Load(_)) => {
+            coded(StatusCode::BAD_GATEWAY, LOAD_FAILED, "the origin failed")
         }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+        Err(GroupError::Timeout) => coded(
+            StatusCode::GATEWAY_TIMEOUT,
+            LOAD_TIMEOUT,
+            "the load timed out",
+        ),
+        Err(GroupError::Panicked(_)) => coded(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            LOAD_FAILED,
+            "internal error",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "unexpected error answering a request");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+        }
     }
 }
 
-/// A text answer with its `x-alo-error` code.
-fn coded(status: StatusCode, code: &'static str, e: GroupError) -> Response<Full<Bytes>> {
-    let mut resp = text(status, format!("{e}\n"));
+/// A short text answer with its `x-alo-error` code.
+fn coded(status: StatusCode, code: &'static str, what: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = text(status, format!("{what}\n"));
     resp.headers_mut()
         .insert(ERROR_HEADER, HeaderValue::from_static(code));
     resp

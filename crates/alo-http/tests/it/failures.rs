@@ -33,7 +33,7 @@ async fn an_owner_whose_origin_fails_is_asked_once_per_get() {
     for round in 1..=3 {
         let got = asker.group.get("broken").await;
         assert!(
-            matches!(&got, Err(Error::Load(m)) if m.contains("the origin is down")),
+            matches!(&got, Err(Error::Load(m)) if m.contains("the owner's load failed")),
             "{got:?}"
         );
         assert_eq!(

@@ -87,7 +87,7 @@ async fn every_error_status_has_a_short_text_body() {
             Method::GET,
             "/_alo/g/broken".into(),
             StatusCode::BAD_GATEWAY,
-            "the origin is down",
+            "the origin failed",
         ),
     ];
     for (method, path, status, says) in cases {

@@ -62,14 +62,20 @@ impl Node {
         get(&format!("{}{path}", self.api)).await
     }
 
-    /// Reads the log until a line containing `needle`.
+    /// Reads the log until a line containing `needle` (30 s at most, so that a node that never
+    /// logs it fails the test instead of hanging it).
     pub(crate) async fn wait_for_log(&mut self, needle: &str) {
-        while let Some(line) = self.stderr.next_line().await.expect("stderr readable") {
-            if line.contains(needle) {
-                return;
+        let read = async {
+            while let Some(line) = self.stderr.next_line().await.expect("stderr readable") {
+                if line.contains(needle) {
+                    return;
+                }
             }
-        }
-        panic!("the node exited before logging {needle:?}");
+            panic!("the node exited before logging {needle:?}");
+        };
+        tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .unwrap_or_else(|_| panic!("the node did not log {needle:?} within 30 s"));
     }
 
     /// Sends SIGTERM.
