@@ -89,10 +89,11 @@ impl Api {
         let mut out = String::new();
         let counters: [Metric<GroupStats>; 12] = [
             ("gets_total", "counter", "Gets received.", |s| s.gets),
+            // Not `cache_hits_total`: that family is the caches' own, by cache.
             (
-                "cache_hits_total",
+                "hits_total",
                 "counter",
-                "Gets answered from a local cache.",
+                "Gets answered from a local cache (main or hot).",
                 |s| s.cache_hits,
             ),
             ("peer_loads_total", "counter", "Values from peers.", |s| {

@@ -52,15 +52,64 @@ async fn metrics_parse_as_prometheus_text() {
     );
     let text = std::str::from_utf8(&body).expect("UTF-8");
     let mut samples = 0;
+    // Strict about families, as Prometheus's parser is: each declared once, its samples
+    // together right after its `TYPE` line.
+    let mut families = std::collections::HashSet::new();
+    let mut current = "";
     for line in text.lines() {
-        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().expect("a name");
+            assert!(
+                families.insert(name.to_string()),
+                "family {name} is defined twice"
+            );
+            current = name;
+            continue;
+        }
+        if line.starts_with("# HELP ") {
             continue;
         }
         assert!(is_sample(line), "not a sample: {line:?}");
+        let name = line.split(['{', ' ']).next().expect("a name");
+        assert_eq!(name, current, "a sample outside its family: {line:?}");
         samples += 1;
     }
     assert!(samples >= 9);
     assert!(text.contains("alo_local_loads_total{group=\"demo\"} 1\n"));
+    promtool_accepts(text);
+}
+
+/// `promtool check metrics`, Prometheus's own checker, on `text`. CI installs it (`.ci/run`);
+/// elsewhere the test says it skipped this part.
+fn promtool_accepts(text: &str) {
+    use std::io::Write as _;
+    let spawned = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("promtool not run ({e}); .ci/run installs it");
+            return;
+        }
+        Err(e) => panic!("promtool is needed in CI: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(text.as_bytes())
+        .expect("promtool reads the metrics");
+    let out = child.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `name{labels} value`, as the exposition format writes a sample.
