@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::{Error, ServerOptions};
@@ -196,6 +196,8 @@ impl Connection {
                         closing = true;
                     }
                 }
+                // A write started waiting: the next check may be sooner.
+                () = activity.write_blocked.notified() => {}
                 () = tokio::time::sleep_until(check.into()) => {
                     match activity.verdict(&self.limits) {
                         Verdict::Fine => {}
@@ -231,6 +233,8 @@ struct Activity {
     /// When a write first found the socket full, plus one; 0 when no write waits.
     write_blocked_since: AtomicU64,
     in_flight: AtomicUsize,
+    /// Woken when a write starts waiting, so the watchdog sets its deadline by it.
+    write_blocked: Notify,
 }
 
 impl Activity {
@@ -240,6 +244,7 @@ impl Activity {
             last_progress: AtomicU64::new(0),
             write_blocked_since: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            write_blocked: Notify::new(),
         }
     }
 
@@ -308,12 +313,15 @@ impl Watched {
         match &poll {
             Poll::Pending => {
                 let since = activity.now() + 1;
-                let _ = activity.write_blocked_since.compare_exchange(
+                let started = activity.write_blocked_since.compare_exchange(
                     0,
                     since,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );
+                if started.is_ok() {
+                    activity.write_blocked.notify_one();
+                }
             }
             Poll::Ready(_) => {
                 activity.write_blocked_since.store(0, Ordering::Relaxed);

@@ -2,5 +2,6 @@
 
 mod cluster;
 mod failures;
+mod limits;
 mod node;
 mod protocol;

@@ -4,4 +4,5 @@ mod cluster;
 mod origin_safety;
 mod origins;
 mod process;
+mod resilience;
 mod single;

@@ -22,7 +22,21 @@ pub(crate) struct Node {
 impl Node {
     /// Starts the binary with `args` and waits until it says where its client API is.
     pub(crate) async fn start(args: &[&str]) -> Node {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_alo-node"));
+        Node::spawn(Command::new(env!("CARGO_BIN_EXE_alo-node")), args).await
+    }
+
+    /// As [`start`](Node::start), with the process's open-file limit, soft and hard, at
+    /// `files`.
+    pub(crate) async fn start_with_file_limit(files: u32, args: &[&str]) -> Node {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_alo-node"));
+        Node::spawn(command, args).await
+    }
+
+    async fn spawn(mut command: Command, args: &[&str]) -> Node {
         command
             .args(args)
             .env("RUST_LOG", "info")
