@@ -14,6 +14,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A membership that leaves this node out.
+    #[error(
+        "this node ({self_url}) is not among the members {members:?}: list it, under the same name"
+    )]
+    NotAMember {
+        /// This node's URL, normalized.
+        self_url: String,
+        /// The members given, normalized.
+        members: Vec<String>,
+    },
     /// The base path must start and end with `/`, e.g. `/_alo/`.
     #[error("invalid base path {0:?}: it must start and end with '/'")]
     InvalidBasePath(String),

@@ -136,9 +136,21 @@ impl HttpPool {
     /// [`set_peers`](HttpPool::set_peers). Needs a tokio runtime when it sends requests.
     ///
     /// # Errors
-    /// [`Error::InvalidUrl`] when `self_url` is not `http://host:port`.
+    /// [`Error::InvalidUrl`] when `self_url` is not `http://host:port`, or names a wildcard
+    /// address (`0.0.0.0`, `[::]`), which peers cannot reach.
     pub fn new(self_url: &str, options: PoolOptions) -> Result<Arc<Self>, Error> {
-        let self_url = normalize(self_url)?;
+        let normalized = normalize(self_url)?;
+        let host = normalized
+            .trim_start_matches("http://")
+            .rsplit_once(':')
+            .map_or("", |(host, _)| host);
+        if matches!(host, "0.0.0.0" | "[::]" | "[0:0:0:0:0:0:0:0]") {
+            return Err(Error::InvalidUrl {
+                url: self_url.to_string(),
+                reason: "a wildcard address is where a node listens, not where peers reach it",
+            });
+        }
+        let self_url = normalized;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(options.connect_timeout));
         connector.set_nodelay(true);
@@ -161,22 +173,34 @@ impl HttpPool {
         &self.self_url
     }
 
-    /// Replaces the members with `urls` (this node is always a member, listed or not).
+    /// Replaces the members with `urls`, which must include this node's own URL (as it
+    /// normalizes); an empty list makes this node a cluster of one. URLs are normalized before
+    /// they go on the ring (`HTTP://Host` is `http://host:80`), and duplicates count once.
     ///
     /// # Errors
-    /// [`Error::InvalidUrl`] for the first URL that is not `http://host:port`; the membership is
-    /// then unchanged.
+    /// [`Error::InvalidUrl`] for the first URL that is not `http://host:port`;
+    /// [`Error::NotAMember`] when the list leaves this node out, which would make it send its
+    /// own keys to others (or to itself under another name). The membership is then unchanged.
     pub fn set_peers<I, S>(&self, urls: I) -> Result<(), Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut members = vec![self.self_url.clone()];
+        let mut members = Vec::new();
         for url in urls {
             let url = normalize(url.as_ref())?;
             if !members.contains(&url) {
                 members.push(url);
             }
+        }
+        if members.is_empty() {
+            members.push(self.self_url.clone());
+        }
+        if !members.contains(&self.self_url) {
+            return Err(Error::NotAMember {
+                self_url: self.self_url.clone(),
+                members,
+            });
         }
         let mut ring = HashRing::with_replicas(self.options.replicas);
         ring.extend(members.iter().cloned());
@@ -253,7 +277,8 @@ impl fmt::Debug for HttpPool {
     }
 }
 
-/// `http://host:port` with no trailing slash, or why not.
+/// `http://host:port` with a lowercase host, an explicit port and no trailing slash, or why
+/// not: two spellings of one member must put one node on the ring.
 fn normalize(url: &str) -> Result<String, Error> {
     let invalid = |reason| Error::InvalidUrl {
         url: url.to_string(),
@@ -270,5 +295,10 @@ fn normalize(url: &str) -> Result<String, Error> {
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err(invalid("a node URL has no path or query"));
     }
-    Ok(format!("http://{authority}"))
+    if authority.as_str().contains('@') {
+        return Err(invalid("a node URL has no user information"));
+    }
+    let host = authority.host().to_ascii_lowercase();
+    let port = authority.port_u16().unwrap_or(80);
+    Ok(format!("http://{host}:{port}"))
 }

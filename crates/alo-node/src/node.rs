@@ -33,10 +33,13 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
         .with_context(|| format!("binding the client API to {}", config.api))?;
     let peer_addr = peer_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
-    let self_url = config
-        .self_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{peer_addr}"));
+    let self_url = match &config.self_url {
+        Some(url) => url.clone(),
+        None if peer_addr.ip().is_unspecified() => anyhow::bail!(
+            "--listen {peer_addr} is a wildcard address, which peers cannot reach: give this node's URL with --self-url"
+        ),
+        None => format!("http://{peer_addr}"),
+    };
 
     let load_timeout = Duration::from_millis(config.load_timeout_ms);
     let origin_timeout = Duration::from_millis(config.origin_timeout_ms);
@@ -55,9 +58,10 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
         .max_response_bytes(config.max_value_bytes);
     let pool = HttpPool::new(&self_url, pool_options)?;
     pool.set_peers(&config.peers)?;
-    if let Some(file) = &config.peers_file {
-        apply_peers_file(&pool, file).await?;
-    }
+    let peers_file = match &config.peers_file {
+        Some(file) => Some((file.clone(), apply_peers_file(&pool, file).await?)),
+        None => None,
+    };
     let groups = Groups::new();
     let add = |name: &'static str, getter: Box<dyn Getter>| -> anyhow::Result<&'static str> {
         let group = Group::builder(name, getter)
@@ -85,8 +89,8 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
 
     // Registered before the node says it is ready, so a SIGHUP is never missed.
     let hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
-    if let Some(file) = config.peers_file.clone() {
-        tokio::spawn(watch_peers_file(pool.clone(), file, hangups));
+    if let Some((file, applied)) = peers_file {
+        tokio::spawn(watch_peers_file(pool.clone(), file, applied, hangups));
     }
 
     println!("alo-node: peers reach this node at {self_url} (listening on {peer_addr})");
@@ -156,26 +160,47 @@ fn server_options(config: &Config) -> anyhow::Result<ServerOptions> {
         .shutdown_timeout(ms(config.shutdown_timeout_ms))?)
 }
 
-/// Reads a peers file (one URL a line, `#` comments) and applies it.
-async fn apply_peers_file(pool: &HttpPool, file: &Path) -> anyhow::Result<()> {
+/// Reads a peers file (one URL a line, `#` comments): the member URLs, or why the file cannot
+/// be used. A file is used whole or not at all: one being rewritten in place may be read half
+/// written, so it must end with a newline, and it must name at least one member.
+async fn read_peers_file(file: &Path) -> anyhow::Result<(String, Vec<String>)> {
     let text = tokio::fs::read_to_string(file)
         .await
         .with_context(|| format!("reading the peers file {}", file.display()))?;
-    let urls: Vec<&str> = text
+    anyhow::ensure!(
+        text.ends_with('\n'),
+        "the peers file {} does not end with a newline: it may be half written (write it to a temporary file, then rename it)",
+        file.display()
+    );
+    let urls: Vec<String> = text
         .lines()
         .map(|line| line.split('#').next().unwrap_or("").trim())
         .filter(|line| !line.is_empty())
+        .map(str::to_string)
         .collect();
-    pool.set_peers(&urls)?;
-    tracing::info!(members = ?pool.peers(), "applied the peers file");
-    Ok(())
+    anyhow::ensure!(
+        !urls.is_empty(),
+        "the peers file {} names no member",
+        file.display()
+    );
+    Ok((text, urls))
 }
 
-/// Re-reads the peers file when its modification time changes and on every SIGHUP. A file
-/// that cannot be read or holds a bad URL is logged and the membership kept.
+/// Reads the peers file and applies it; returns the text applied.
+async fn apply_peers_file(pool: &HttpPool, file: &Path) -> anyhow::Result<String> {
+    let (text, urls) = read_peers_file(file).await?;
+    pool.set_peers(&urls)?;
+    tracing::info!(members = ?pool.peers(), "applied the peers file");
+    Ok(text)
+}
+
+/// Re-reads the peers file when its modification time changes and on every SIGHUP, and applies
+/// it when its content changed. A file that cannot be read, is empty, is not whole, holds a bad
+/// URL or leaves this node out is logged and the membership kept.
 async fn watch_peers_file(
     pool: Arc<HttpPool>,
     file: PathBuf,
+    mut applied: String,
     mut hangups: tokio::signal::unix::Signal,
 ) {
     let modified = |file: &Path| -> Option<SystemTime> {
@@ -193,11 +218,20 @@ async fn watch_peers_file(
                 changed
             }
         };
-        if reread {
-            match apply_peers_file(&pool, &file).await {
-                Ok(()) => tracing::info!("reloaded the peers file"),
-                Err(e) => tracing::warn!(error = %e, "kept the membership"),
+        if !reread {
+            continue;
+        }
+        let applying = async {
+            let (text, urls) = read_peers_file(&file).await?;
+            if text != applied {
+                pool.set_peers(&urls)?;
+                tracing::info!(members = ?pool.peers(), "reloaded the peers file");
             }
+            anyhow::Ok(text)
+        };
+        match applying.await {
+            Ok(text) => applied = text,
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "kept the membership"),
         }
     }
 }

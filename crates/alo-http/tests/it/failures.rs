@@ -174,7 +174,8 @@ async fn a_hung_peer_is_marked_down_its_keys_load_locally_and_it_comes_back() {
         options: Some(options),
         ..Behaviour::default()
     };
-    let node = Node::start(listener, &url, &[hung.url.clone()], behaviour.clone());
+    let members = [url.clone(), hung.url.clone()];
+    let node = Node::start(listener, &url, &members, behaviour.clone());
     let theirs: Vec<String> = (0..)
         .map(|i| format!("key-{i}"))
         .filter(|k| node.pool.owner(k.as_bytes()) == hung.url)
@@ -232,7 +233,8 @@ async fn a_refused_connection_is_unreachable_and_loads_locally() {
     let gone = format!("http://{}", closed.local_addr().expect("bound"));
     drop(closed);
     let pool = HttpPool::new("http://127.0.0.1:1", PoolOptions::default()).expect("valid");
-    pool.set_peers([&gone]).expect("valid");
+    pool.set_peers(["http://127.0.0.1:1", &gone])
+        .expect("valid");
     let groups = Groups::with_picker(pool.clone());
     let getter = getter_fn(|key: Bytes| async move { Ok(value_of(&key)) });
     let g = groups.create("g", 1 << 20, getter).expect("group");
