@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::health::{Change, Health, HealthOptions, PeerStats};
 use crate::protocol::{self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND};
+use crate::{AUTH_HEADER, PeerSecrets};
 
 /// The pooled client every peer getter of a pool shares: one connection pool per process.
 pub(crate) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
@@ -50,6 +51,8 @@ struct Peer {
     timeout: Duration,
     max_response_bytes: usize,
     health: Health,
+    /// Signs every request when the cluster has secrets.
+    secrets: Option<PeerSecrets>,
 }
 
 /// Why an exchange produced no answer.
@@ -68,6 +71,7 @@ impl HttpGetter {
         timeout: Duration,
         max_response_bytes: usize,
         health: HealthOptions,
+        secrets: Option<PeerSecrets>,
     ) -> Self {
         HttpGetter {
             inner: Arc::new(Peer {
@@ -77,6 +81,7 @@ impl HttpGetter {
                 client,
                 timeout,
                 max_response_bytes,
+                secrets,
             }),
         }
     }
@@ -147,8 +152,8 @@ impl Peer {
     /// One request and its whole response body.
     async fn exchange(&self, uri: String) -> Result<(response::Parts, Bytes), NoAnswer> {
         let no_answer = |reason: String, peer_fault| NoAnswer { reason, peer_fault };
-        let request = Request::get(uri)
-            .body(Empty::new())
+        let request = self
+            .request(&uri)
             .map_err(|e| no_answer(format!("{}: bad request: {e}", self.url), false))?;
         let response = self.client.request(request).await.map_err(|e| {
             let what = if e.is_connect() { "connect" } else { "request" };
@@ -170,6 +175,18 @@ impl Peer {
             })?
             .to_bytes();
         Ok((parts, body))
+    }
+
+    /// A `GET` of `uri` (this peer's URL and a path), with its proof when the cluster has
+    /// secrets.
+    fn request(&self, uri: &str) -> Result<Request<Empty<Bytes>>, http::Error> {
+        let mut request = Request::get(uri);
+        if let Some(secrets) = &self.secrets {
+            let path = &uri[self.url.len()..];
+            let proof = secrets.proof("GET", path, b"", std::time::SystemTime::now());
+            request = request.header(AUTH_HEADER, proof);
+        }
+        request.body(Empty::new())
     }
 
     /// What an answer means for the group.
@@ -229,8 +246,8 @@ impl Peer {
     /// `GET {base}` within the probe timeout: any HTTP answer means the peer is serving.
     async fn probe(&self) -> Result<(), String> {
         let uri = format!("{}{}", self.url, self.base_path);
-        let request = Request::get(uri)
-            .body(Empty::new())
+        let request = self
+            .request(&uri)
             .map_err(|e| format!("{}: bad probe: {e}", self.url))?;
         let limit = self.health.options().probe_timeout;
         match tokio::time::timeout(limit, self.client.request(request)).await {

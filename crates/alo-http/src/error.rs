@@ -27,6 +27,9 @@ pub enum Error {
     /// The base path must start and end with `/`, e.g. `/_alo/`.
     #[error("invalid base path {0:?}: it must start and end with '/'")]
     InvalidBasePath(String),
+    /// Peer secrets that cannot be used; what is wrong with them.
+    #[error("invalid peer secret: {0}")]
+    InvalidSecret(&'static str),
     /// A server limit that cannot be used; what is wrong with it.
     #[error("invalid server limit: {0}")]
     InvalidLimit(&'static str),

@@ -44,6 +44,7 @@
 //! # }
 //! ```
 
+mod auth;
 mod client;
 mod conn;
 mod error;
@@ -52,13 +53,14 @@ mod pool;
 mod protocol;
 mod server;
 
+pub use auth::{AUTH_HEADER, PeerSecrets, REPLAY_WINDOW};
 pub use client::HttpGetter;
 pub use conn::serve_with;
 pub use error::Error;
 pub use health::PeerStats;
 pub use pool::{DEFAULT_CONNECT_TIMEOUT, HttpPool, PoolOptions};
 pub use protocol::{
-    ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, UNKNOWN_GROUP,
+    ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, UNAUTHORIZED, UNKNOWN_GROUP,
 };
 pub use server::{Asker, DEFAULT_MAX_KEY_BYTES, ServerOptions, respond, serve};
 

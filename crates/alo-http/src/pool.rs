@@ -13,7 +13,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::client::{HttpClient, HttpGetter};
 use crate::health::{HealthOptions, PeerStats};
-use crate::{DEFAULT_BASE_PATH, Error};
+use crate::{DEFAULT_BASE_PATH, Error, PeerSecrets};
 
 /// How long a connection to a peer may take to open unless told otherwise: long for a LAN,
 /// short against a load deadline.
@@ -28,6 +28,7 @@ pub struct PoolOptions {
     max_response_bytes: usize,
     replicas: usize,
     health: HealthOptions,
+    secrets: Option<PeerSecrets>,
 }
 
 impl Default for PoolOptions {
@@ -44,6 +45,7 @@ impl Default for PoolOptions {
                 backoff: Duration::from_secs(1),
                 max_backoff: Duration::from_secs(30),
             },
+            secrets: None,
         }
     }
 }
@@ -79,6 +81,13 @@ impl PoolOptions {
     /// that value and loads it itself.
     pub fn max_response_bytes(mut self, max_response_bytes: usize) -> Self {
         self.max_response_bytes = max_response_bytes;
+        self
+    }
+
+    /// The cluster's secrets: every request to a peer then carries a proof made with the first
+    /// (see [`PeerSecrets`]). Give the servers the same secrets (`ServerOptions::peer_secrets`).
+    pub fn secrets(mut self, secrets: PeerSecrets) -> Self {
+        self.secrets = Some(secrets);
         self
     }
 
@@ -218,6 +227,7 @@ impl HttpPool {
                         self.options.timeout,
                         self.options.max_response_bytes,
                         self.options.health,
+                        self.options.secrets.clone(),
                     ))
                 });
                 (peer, getter)

@@ -24,6 +24,8 @@ pub const UNKNOWN_GROUP: &str = "unknown-group";
 pub const LOAD_FAILED: &str = "load-failed";
 /// `x-alo-error` of a 504: the owner's load passed its deadline and was dropped.
 pub const LOAD_TIMEOUT: &str = "load-timeout";
+/// `x-alo-error` of a 401: the node has peer secrets and the request proved none of them.
+pub const UNAUTHORIZED: &str = "unauthorized";
 
 /// The path of a request for `key` of `group`, under `base` (which ends in `/`).
 pub(crate) fn path(base: &str, group: &str, key: &[u8]) -> String {

@@ -13,8 +13,10 @@ use tokio::net::TcpListener;
 
 use crate::conn::{Limits, serve_with};
 use crate::protocol::{
-    self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PathError, UNKNOWN_GROUP,
+    self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PathError, UNAUTHORIZED,
+    UNKNOWN_GROUP,
 };
+use crate::{AUTH_HEADER, PeerSecrets};
 use crate::{DEFAULT_BASE_PATH, Error};
 
 /// The longest key a server accepts by default, in bytes (as memcached).
@@ -27,6 +29,8 @@ pub struct ServerOptions {
     base_path: String,
     max_key_bytes: usize,
     pub(crate) limits: Limits,
+    /// When set, [`serve`] answers only requests that prove one of them.
+    secrets: Option<PeerSecrets>,
 }
 
 impl Default for ServerOptions {
@@ -35,6 +39,7 @@ impl Default for ServerOptions {
             base_path: DEFAULT_BASE_PATH.to_string(),
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             limits: Limits::default(),
+            secrets: None,
         }
     }
 }
@@ -47,6 +52,14 @@ impl ServerOptions {
     pub fn base_path(mut self, base_path: impl Into<String>) -> Result<Self, Error> {
         self.base_path = crate::check_base_path(base_path.into())?;
         Ok(self)
+    }
+
+    /// The cluster's secrets: [`serve`] then answers a peer's request only when it carries a
+    /// valid proof (see [`PeerSecrets`]), and `401` with `x-alo-error: unauthorized` otherwise,
+    /// before any group is asked. Give the pool the same secrets (`PoolOptions::secrets`).
+    pub fn peer_secrets(mut self, secrets: PeerSecrets) -> Self {
+        self.secrets = Some(secrets);
+        self
     }
 
     /// The longest key accepted, in bytes after decoding; longer ones get 414.
@@ -150,9 +163,24 @@ pub async fn serve(
     shutdown: impl Future,
 ) -> Result<(), Error> {
     let shared = Arc::new((groups, options.clone()));
-    let handler = move |req| {
+    let handler = move |req: Request<Incoming>| {
         let shared = Arc::clone(&shared);
-        async move { respond(req, &shared.0, &shared.1, Asker::Peer).await }
+        async move {
+            let (groups, options) = &*shared;
+            if let Some(secrets) = &options.secrets {
+                let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                let proof = req.headers().get(AUTH_HEADER).map(|v| v.as_bytes());
+                // Peer requests carry no body (`GET`, `HEAD`): the digest is of nothing.
+                let now = std::time::SystemTime::now();
+                if !secrets.verify(req.method().as_str(), path, b"", proof, now) {
+                    let mut resp = text(StatusCode::UNAUTHORIZED, "peer authentication failed\n");
+                    resp.headers_mut()
+                        .insert(ERROR_HEADER, HeaderValue::from_static(UNAUTHORIZED));
+                    return resp;
+                }
+            }
+            respond(req, groups, options, Asker::Peer).await
+        }
     };
     serve_with(listener, options, handler, shutdown).await
 }

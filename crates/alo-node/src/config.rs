@@ -22,6 +22,11 @@ pub struct Config {
     /// The cluster's peer URLs, comma-separated (this node may be listed or not).
     #[arg(long, env = "ALO_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
+    /// A file of the cluster's shared secret (one line; two while rotating, both accepted, the
+    /// first used to sign). Peers then prove every request with it and answer 401 to a
+    /// request that does not.
+    #[arg(long, env = "ALO_PEER_SECRET_FILE")]
+    pub peer_secret_file: Option<PathBuf>,
     /// A file of peer URLs, one a line (`#` starts a comment); re-read when it changes and on
     /// SIGHUP. Replaces `--peers` once read.
     #[arg(long, env = "ALO_PEERS_FILE")]

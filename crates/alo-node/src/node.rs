@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use alo_group::{Getter, Group, Groups, PEER_MARGIN};
-use alo_http::{HttpPool, PoolOptions, ServerOptions, serve, serve_with};
+use alo_http::{HttpPool, PeerSecrets, PoolOptions, ServerOptions, serve, serve_with};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -52,10 +52,25 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
     }
     // The owner has the load timeout; its answer gets half the group's margin to arrive, so
     // the pool gives up (and tells why) just before the group stops waiting.
-    let pool_options = PoolOptions::default()
+    let mut pool_options = PoolOptions::default()
         .timeout(load_timeout + PEER_MARGIN / 2)
         .connect_timeout(Duration::from_millis(config.peer_connect_timeout_ms))
         .max_response_bytes(config.max_value_bytes);
+    let secrets = match &config.peer_secret_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading the peer secret file {}", file.display()))?;
+            let secrets = PeerSecrets::from_lines(&text)
+                .with_context(|| format!("the peer secret file {}", file.display()))?;
+            pool_options = pool_options.secrets(secrets.clone());
+            Some(secrets)
+        }
+        None if !peer_addr.ip().is_loopback() => {
+            tracing::warn!(%peer_addr, "the peer port listens beyond loopback without --peer-secret-file: anyone who reaches it can read every key and make this node load from its origins");
+            None
+        }
+        None => None,
+    };
     let pool = HttpPool::new(&self_url, pool_options)?;
     pool.set_peers(&config.peers)?;
     let peers_file = match &config.peers_file {
@@ -119,10 +134,14 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
         pool: Arc::clone(&pool),
         options: api_options.clone(),
     };
+    let peer_options = match secrets {
+        Some(secrets) => limits.peer_secrets(secrets),
+        None => limits,
+    };
     let peers = serve(
         peer_listener,
         groups,
-        limits,
+        peer_options,
         until_stopped(stopped.clone()),
     );
     let clients = serve_with(

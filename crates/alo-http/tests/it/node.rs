@@ -31,6 +31,8 @@ pub(crate) struct Behaviour {
     pub(crate) started: Arc<Notify>,
     /// The pool's options (default when `None`).
     pub(crate) options: Option<PoolOptions>,
+    /// The server's options (default when `None`).
+    pub(crate) server: Option<ServerOptions>,
 }
 
 /// The value every node's getter gives `key`: the same on every node, so any node may load it.
@@ -55,6 +57,7 @@ impl Node {
         let groups = Groups::with_picker(pool.clone());
         let loaded = Arc::new(Mutex::new(Vec::new()));
         let log = loaded.clone();
+        let server_options = b.server.clone().unwrap_or_default();
         let getter = getter_fn(move |key: Bytes| {
             b.calls.fetch_add(1, Ordering::SeqCst);
             b.started.notify_one();
@@ -74,7 +77,7 @@ impl Node {
         });
         let group = groups.create("g", 64 << 20, getter).expect("new group");
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, groups, ServerOptions::default(), stopped));
+        let server = tokio::spawn(serve(listener, groups, server_options, stopped));
         Node {
             url: url.to_string(),
             pool,

@@ -97,3 +97,85 @@ async fn the_peers_file_is_applied_at_start_and_on_sighup() {
     assert_eq!(members(stats.clone()), 2, "{stats}");
     assert_eq!(stats["peers"][1], url_b.as_str());
 }
+
+#[tokio::test]
+async fn with_a_secret_peers_are_served_and_strangers_get_401() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let keys: Vec<String> = (0..10).map(|i| format!("doc-{i}")).collect();
+    for key in &keys {
+        std::fs::write(files.path().join(key), format!("contents of {key}")).expect("write");
+    }
+    let secret = files.path().join("secret");
+    std::fs::write(
+        &secret,
+        "# rotating\nthe new cluster secret\nthe old cluster secret\n",
+    )
+    .expect("write");
+    let dir = files.path().to_str().expect("UTF-8").to_string();
+    let secret = secret.to_str().expect("UTF-8").to_string();
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let peers: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let peers = peers.join(",");
+    let mut nodes = Vec::new();
+    for port in &ports {
+        let listen = format!("127.0.0.1:{port}");
+        let args = [
+            "--listen",
+            &listen,
+            "--api",
+            "127.0.0.1:0",
+            "--peers",
+            &peers,
+            "--origin-dir",
+            &dir,
+            "--peer-secret-file",
+            &secret,
+        ];
+        nodes.push(Node::start(&args).await);
+    }
+    for key in &keys {
+        for node in &nodes {
+            let (status, _, body) = node.get(&format!("/api/files/{key}")).await;
+            assert_eq!(
+                (status, body),
+                (StatusCode::OK, format!("contents of {key}").into())
+            );
+        }
+    }
+    let mut loads = 0;
+    for node in &nodes {
+        let files = stats(node, "files").await;
+        assert_eq!(files["peer_errors"], 0);
+        loads += files["local_loads"].as_u64().expect("a count");
+    }
+    assert_eq!(
+        loads, 10,
+        "each key loaded once: the peers accepted each other"
+    );
+
+    // A stranger on the peer port: 401, and no group is asked.
+    let before = served(&nodes).await;
+    let (status, headers, _) =
+        crate::process::get(&format!("http://127.0.0.1:{}/_alo/files/doc-0", ports[0])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["x-alo-error"], "unauthorized");
+    assert_eq!(
+        served(&nodes).await,
+        before,
+        "the stranger's request reached no group"
+    );
+}
+
+/// Requests from peers that the nodes' `files` groups answered, all nodes together.
+async fn served(nodes: &[Node]) -> u64 {
+    let mut n = 0;
+    for node in nodes {
+        n += stats(node, "files").await["server_requests"]
+            .as_u64()
+            .expect("a count");
+    }
+    n
+}
