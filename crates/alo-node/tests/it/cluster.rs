@@ -1,16 +1,23 @@
+use std::path::Path;
+
 use http::StatusCode;
 
 use crate::process::{Node, free_port, stats};
 
-#[tokio::test]
-async fn three_processes_load_each_key_once_and_survive_a_kill() {
-    let files = tempfile::tempdir().expect("temp dir");
-    let keys: Vec<String> = (0..30).map(|i| format!("doc-{i}.txt")).collect();
+/// Writes `n` files `doc-<i>.txt` holding `contents of doc-<i>.txt` into `dir`: their names.
+fn write_docs(dir: &Path, n: usize) -> Vec<String> {
+    let keys: Vec<String> = (0..n).map(|i| format!("doc-{i}.txt")).collect();
     for key in &keys {
-        std::fs::write(files.path().join(key), format!("contents of {key}")).expect("write");
+        std::fs::write(dir.join(key), format!("contents of {key}")).expect("write");
     }
-    let dir = files.path().to_str().expect("UTF-8 temp path").to_string();
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    keys
+}
+
+/// `n` node processes that know each other, serving `dir` as group `files`, with `extra` flags:
+/// their peer ports, and the nodes.
+async fn file_cluster(n: usize, dir: &Path, extra: &[&str]) -> (Vec<u16>, Vec<Node>) {
+    let dir = dir.to_str().expect("UTF-8 temp path");
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let peers: Vec<String> = ports
         .iter()
         .map(|p| format!("http://127.0.0.1:{p}"))
@@ -19,7 +26,7 @@ async fn three_processes_load_each_key_once_and_survive_a_kill() {
     let mut nodes = Vec::new();
     for port in &ports {
         let listen = format!("127.0.0.1:{port}");
-        let args = [
+        let mut args = vec![
             "--listen",
             &listen,
             "--api",
@@ -27,10 +34,19 @@ async fn three_processes_load_each_key_once_and_survive_a_kill() {
             "--peers",
             &peers,
             "--origin-dir",
-            &dir,
+            dir,
         ];
+        args.extend_from_slice(extra);
         nodes.push(Node::start(&args).await);
     }
+    (ports, nodes)
+}
+
+#[tokio::test]
+async fn three_processes_load_each_key_once_and_survive_a_kill() {
+    let files = tempfile::tempdir().expect("temp dir");
+    let keys = write_docs(files.path(), 30);
+    let (_, mut nodes) = file_cluster(3, files.path(), &[]).await;
 
     for key in &keys {
         for node in &nodes {
@@ -101,7 +117,15 @@ async fn the_peers_file_is_applied_at_start_and_on_sighup() {
 #[tokio::test]
 async fn with_a_secret_peers_are_served_and_strangers_get_401() {
     let files = tempfile::tempdir().expect("temp dir");
-    let keys: Vec<String> = (0..10).map(|i| format!("doc-{i}")).collect();
+    let keys = write_docs(files.path(), 10);
+    let secret = files.path().join("secret");
+    std::fs::write(
+        &secret,
+        "# rotating\nthe new cluster secret\nthe old cluster secret\n",
+    )
+    .expect("write");
+    let secret = secret.to_str().expect("UTF-8").to_string();
+    let (ports, nodes) = file_cluster(2, files.path(), &["--peer-secret-file", &secret]).await;
     for key in &keys {
         std::fs::write(files.path().join(key), format!("contents of {key}")).expect("write");
     }

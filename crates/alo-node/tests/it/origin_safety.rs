@@ -3,50 +3,17 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use http::StatusCode;
 
+use crate::origins::counted_origin;
 use crate::process::{Node, free_port};
 
 /// How long a request for a special file may take: far less than a blocked open would.
 const PROMPTLY: Duration = Duration::from_secs(5);
-
-/// An HTTP origin where `/things/a` is 200 and anything else 404, with a count of the requests
-/// it answered.
-async fn counted_origin() -> (String, oneshot::Sender<()>, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("bound"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let requests = Arc::new(AtomicUsize::new(0));
-    let counter = requests.clone();
-    let handler = move |req: Request<Incoming>| {
-        counter.fetch_add(1, Ordering::SeqCst);
-        async move {
-            let (status, body) = match req.uri().path() {
-                "/things/a" => (StatusCode::OK, "the thing a"),
-                _ => (StatusCode::NOT_FOUND, "no"),
-            };
-            let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-            *resp.status_mut() = status;
-            resp
-        }
-    };
-    tokio::spawn(alo_http::serve_with(
-        listener,
-        alo_http::ServerOptions::default(),
-        handler,
-        stopped,
-    ));
-    (url, stop, requests)
-}
 
 /// A node serving the directory `root` as group `files`.
 async fn dir_node(root: &Path) -> Node {

@@ -17,7 +17,7 @@ async fn origin() -> (String, oneshot::Sender<()>) {
 }
 
 /// [`origin`], with a count of the requests it answered.
-async fn counted_origin() -> (String, oneshot::Sender<()>, Arc<AtomicUsize>) {
+pub(crate) async fn counted_origin() -> (String, oneshot::Sender<()>, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("bound"));
     let (stop, stopped) = oneshot::channel::<()>();
