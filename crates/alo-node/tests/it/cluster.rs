@@ -127,40 +127,6 @@ async fn with_a_secret_peers_are_served_and_strangers_get_401() {
     let secret = secret.to_str().expect("UTF-8").to_string();
     let (ports, nodes) = file_cluster(2, files.path(), &["--peer-secret-file", &secret]).await;
     for key in &keys {
-        std::fs::write(files.path().join(key), format!("contents of {key}")).expect("write");
-    }
-    let secret = files.path().join("secret");
-    std::fs::write(
-        &secret,
-        "# rotating\nthe new cluster secret\nthe old cluster secret\n",
-    )
-    .expect("write");
-    let dir = files.path().to_str().expect("UTF-8").to_string();
-    let secret = secret.to_str().expect("UTF-8").to_string();
-    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
-    let peers: Vec<String> = ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-    let peers = peers.join(",");
-    let mut nodes = Vec::new();
-    for port in &ports {
-        let listen = format!("127.0.0.1:{port}");
-        let args = [
-            "--listen",
-            &listen,
-            "--api",
-            "127.0.0.1:0",
-            "--peers",
-            &peers,
-            "--origin-dir",
-            &dir,
-            "--peer-secret-file",
-            &secret,
-        ];
-        nodes.push(Node::start(&args).await);
-    }
-    for key in &keys {
         for node in &nodes {
             let (status, _, body) = node.get(&format!("/api/files/{key}")).await;
             assert_eq!(
