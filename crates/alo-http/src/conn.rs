@@ -61,7 +61,7 @@ where
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (draining, drain) = watch::channel(false);
     let mut connections = JoinSet::new();
-    let mut accept_errors = 0u64;
+    let mut accept_errors = AcceptErrors::default();
     let mut shutdown = pin!(shutdown);
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -78,19 +78,13 @@ where
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    if accept_errors > 0 {
-                        tracing::info!(errors = accept_errors, "accepting connections again");
-                        accept_errors = 0;
-                    }
+                    accept_errors.recovered();
                     stream
                 }
                 // A connection that failed before we took it is that client's problem.
                 Err(e) if is_per_connection(&e) => continue,
                 Err(e) => {
-                    if accept_errors == 0 {
-                        tracing::warn!(error = %e, "accepting a connection failed; backing off and retrying");
-                    }
-                    accept_errors += 1;
+                    accept_errors.failed(&e);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
@@ -125,6 +119,49 @@ where
         connections.shutdown().await;
     }
     Ok(())
+}
+
+/// How often at most the accept loop logs that it is failing: running out of descriptors tends
+/// to come and go in bursts while clients leave, and one line says it.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The accept loop's failures, logged once per [`ACCEPT_LOG_EVERY`], with how many there were.
+#[derive(Default)]
+struct AcceptErrors {
+    /// Failures since the last line.
+    unlogged: u64,
+    /// When the last warning was written.
+    warned: Option<Instant>,
+    /// Whether accepting is failing now.
+    failing: bool,
+    /// Whether this run of failures was warned about.
+    said: bool,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, e: &io::Error) {
+        self.failing = true;
+        self.unlogged += 1;
+        if self
+            .warned
+            .is_none_or(|at| at.elapsed() >= ACCEPT_LOG_EVERY)
+        {
+            tracing::warn!(error = %e, errors = self.unlogged, "accepting a connection failed; backing off and retrying");
+            self.warned = Some(Instant::now());
+            self.unlogged = 0;
+            self.said = true;
+        }
+    }
+
+    fn recovered(&mut self) {
+        if !std::mem::take(&mut self.failing) {
+            return;
+        }
+        // Only after a run of failures that was warned about: the lines come in pairs.
+        if std::mem::take(&mut self.said) {
+            tracing::info!("accepting connections again");
+        }
+    }
 }
 
 /// The limits of [`serve_with`], set through [`ServerOptions`].

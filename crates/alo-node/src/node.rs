@@ -25,12 +25,10 @@ const PEERS_FILE_POLL: Duration = Duration::from_secs(1);
 /// # Errors
 /// When an address cannot be bound, a flag is invalid, or a server fails.
 pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
-    let peer_listener = TcpListener::bind(config.listen)
-        .await
+    let peer_listener = listen(config.listen)
         .with_context(|| format!("binding the peer server to {}", config.listen))?;
-    let api_listener = TcpListener::bind(config.api)
-        .await
-        .with_context(|| format!("binding the client API to {}", config.api))?;
+    let api_listener =
+        listen(config.api).with_context(|| format!("binding the client API to {}", config.api))?;
     let peer_addr = peer_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
     let self_url = match &config.self_url {
@@ -165,6 +163,22 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
     clients.context("client API")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Connections the kernel holds for a listener while the node is at its connection limit (or
+/// out of descriptors); it caps this at `net.core.somaxconn`.
+const BACKLOG: u32 = 1024;
+
+/// A listener on `addr` with a backlog of [`BACKLOG`] (the standard library's is 128).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// The connection limits of both listeners, from the flags.
