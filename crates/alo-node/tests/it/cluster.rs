@@ -101,12 +101,7 @@ async fn the_peers_file_is_applied_at_start_and_on_sighup() {
     assert_eq!(members(serde_json::from_slice(&body).expect("JSON")), 1);
 
     std::fs::write(&file, format!("{url_a}\n{url_b}  # the new one\n")).expect("write");
-    let pid = node.child.id().expect("running").to_string();
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .expect("kill");
-    assert!(hup.success());
+    node.hangup();
     node.wait_for_log("reloaded the peers file").await;
     let (_, _, body) = node.get("/stats").await;
     let stats: serde_json::Value = serde_json::from_slice(&body).expect("JSON");

@@ -107,13 +107,6 @@ async fn an_empty_peers_file_is_refused_at_start_and_on_reload() {
         &path,
     ])
     .await;
-    let hup = |node: &Node| {
-        let pid = node.child.id().expect("running").to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status();
-        assert!(sent.expect("kill").success());
-    };
     // Emptied, half written, then leaving this node out: each refused, the view kept.
     for (text, says) in [
         ("", "does not end with a newline"),
@@ -121,7 +114,7 @@ async fn an_empty_peers_file_is_refused_at_start_and_on_reload() {
         ("http://127.0.0.1:1\n", "is not among the members"),
     ] {
         std::fs::write(&file, text).expect("write");
-        hup(&node);
+        node.hangup();
         node.wait_for_log(says).await;
         let (_, _, body) = node.get("/stats").await;
         let stats: serde_json::Value = serde_json::from_slice(&body).expect("JSON");

@@ -94,12 +94,30 @@ impl Node {
 
     /// Sends SIGTERM.
     pub(crate) fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends SIGHUP.
+    pub(crate) fn hangup(&self) {
+        self.signal("-HUP");
+    }
+
+    fn signal(&self, which: &str) {
         let pid = self.child.id().expect("running");
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([which, &pid.to_string()])
             .status()
             .expect("kill runs");
         assert!(status.success());
+    }
+
+    /// Asks the client API for `path` on a task of its own, for a request left in flight.
+    pub(crate) fn get_in_background(&self, path: &str) -> tokio::task::JoinHandle<()> {
+        let url = format!("{}{path}", self.api);
+        tokio::spawn(async move {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+            let _ = client.get(url.parse().expect("a URI")).await;
+        })
     }
 }
 

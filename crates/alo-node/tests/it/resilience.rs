@@ -35,13 +35,7 @@ async fn a_request_in_flight_holds_shutdown_only_until_the_deadline() {
     let mut args = EPHEMERAL.to_vec();
     args.extend(["--demo-delay-ms", "20000", "--shutdown-timeout-ms", "300"]);
     let mut node = Node::start(&args).await;
-    let url = format!("{}/api/demo/cherry", node.api);
-    let stuck = tokio::spawn(async move {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Empty<bytes::Bytes>>();
-        let _ = client.get(url.parse().expect("a URI")).await;
-    });
+    let stuck = node.get_in_background("/api/demo/cherry");
     node.wait_for_log("demo origin load started").await;
     let started = Instant::now();
     node.terminate();
@@ -59,13 +53,7 @@ async fn a_second_signal_exits_at_once() {
     let mut args = EPHEMERAL.to_vec();
     args.extend(["--demo-delay-ms", "20000", "--shutdown-timeout-ms", "20000"]);
     let mut node = Node::start(&args).await;
-    let url = format!("{}/api/demo/cherry", node.api);
-    let waiting = tokio::spawn(async move {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Empty<bytes::Bytes>>();
-        let _ = client.get(url.parse().expect("a URI")).await;
-    });
+    let waiting = node.get_in_background("/api/demo/cherry");
     node.wait_for_log("demo origin load started").await;
     node.terminate();
     node.wait_for_log("shutting down").await;
