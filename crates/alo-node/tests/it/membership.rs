@@ -1,33 +1,7 @@
 //! Membership that cannot work is refused: at start with an error, on a reload with a warning
 //! and the old view kept.
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use tokio::io::AsyncReadExt;
-use tokio::process::Command;
-
-use crate::process::{Node, free_port};
-
-/// Runs the binary with `args`, expecting it to refuse to start: its exit status and log.
-async fn refused(args: &[&str]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_alo-node"))
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let mut stderr = child.stderr.take().expect("piped");
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("it stops at once")
-        .expect("it exits");
-    let mut log = String::new();
-    stderr.read_to_string(&mut log).await.expect("readable");
-    assert!(!status.success(), "it must refuse: {log}");
-    log
-}
+use crate::process::{Node, free_port, refused};
 
 #[tokio::test]
 async fn a_node_that_is_not_among_its_members_does_not_start() {

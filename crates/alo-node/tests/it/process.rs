@@ -121,6 +121,30 @@ impl Node {
     }
 }
 
+/// Runs the binary with `args`, expecting it to refuse to start: it must exit, non-zero, within
+/// 30 s. Its log.
+pub(crate) async fn refused(args: &[&str]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_alo-node"));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("ALO_") {
+            command.env_remove(name);
+        }
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("it stops at once instead of serving")
+        .expect("the binary runs");
+    let log = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "it must refuse: {log}");
+    log
+}
+
 /// GET `url`, with a generous bound so that a broken node fails the test instead of hanging it.
 pub(crate) async fn get(url: &str) -> (StatusCode, HeaderMap, Bytes) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
