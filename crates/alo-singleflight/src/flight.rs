@@ -188,6 +188,23 @@ where
         Outcome { result, shared }
     }
 
+    /// Stops new callers from joining the call in flight for `key`, if there is one, and says
+    /// whether there was. The call goes on for the callers it has; the next `work` for `key`
+    /// starts a new call.
+    ///
+    /// For a cache whose entry was just invalidated: a caller that comes after the invalidation
+    /// must not be handed a value whose load began before it.
+    pub fn forget(&self, key: &K) -> bool {
+        let call = lock(&self.calls).remove(key);
+        call.is_some()
+    }
+
+    /// [`forget`](Self::forget) for every key.
+    pub fn forget_all(&self) {
+        let calls = std::mem::take(&mut *lock(&self.calls));
+        drop(calls);
+    }
+
     /// How many keys have a call in flight.
     pub fn in_flight(&self) -> usize {
         lock(&self.calls).len()

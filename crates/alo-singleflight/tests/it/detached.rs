@@ -143,3 +143,72 @@ async fn only_work_that_waits_gets_a_task_and_only_one() {
     assert!([a.result, b.result, c.result].iter().all(|r| *r == Ok(2)));
     assert_eq!(spawned.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_forgotten_call_finishes_for_its_callers_and_is_not_joined() {
+    let flight = Arc::new(detached::<u32, String>());
+    let release = Arc::new(Notify::new());
+    let (started, was_started) = oneshot::channel();
+    let first = {
+        let (flight, release) = (flight.clone(), release.clone());
+        tokio::spawn(async move {
+            flight
+                .work("k", move || async move {
+                    let _ = started.send(());
+                    release.notified().await;
+                    Ok(1)
+                })
+                .await
+        })
+    };
+    was_started.await.expect("the first call started");
+
+    assert!(flight.forget(&"k"));
+    assert!(!flight.forget(&"k"), "nothing left to forget");
+    // A caller after the forget starts a call of its own, not the one in flight.
+    let second = flight.work("k", || async { Ok(2) }).await;
+    assert_eq!((second.result, second.shared), (Ok(2), false));
+
+    release.notify_one();
+    let first = first.await.expect("the first caller");
+    assert_eq!(
+        first.result,
+        Ok(1),
+        "the forgotten call still answers its caller"
+    );
+}
+
+#[tokio::test]
+async fn forget_all_leaves_no_call_to_join() {
+    let flight = detached::<u32, String>();
+    let release = Arc::new(Notify::new());
+    let pending = |release: Arc<Notify>| {
+        move || async move {
+            release.notified().await;
+            Ok(0)
+        }
+    };
+    let a = flight.work("a", pending(release.clone()));
+    let b = flight.work("b", pending(release.clone()));
+    tokio::pin!(a, b);
+    // Poll both once so that their calls are registered and detached.
+    assert!(futures_poll(&mut a).await.is_none());
+    assert!(futures_poll(&mut b).await.is_none());
+    assert_eq!(flight.in_flight(), 2);
+    flight.forget_all();
+    assert_eq!(flight.in_flight(), 0);
+    release.notify_waiters();
+    assert_eq!(a.await.result, Ok(0));
+    assert_eq!(b.await.result, Ok(0));
+}
+
+/// Polls `fut` once: its output if it was ready.
+async fn futures_poll<F: std::future::Future + Unpin>(fut: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut *fut).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
+}
