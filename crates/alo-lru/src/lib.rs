@@ -58,15 +58,54 @@
 //! # }
 //! ```
 //!
+//! # Expiry
+//! Expiry is opt-in and costs caches that do not use it nothing. Store [`Expiring`] values, each
+//! a value with an optional deadline (an [`Instant`](std::time::Instant)), and read them through
+//! `get_unexpired`, which serves an entry only before its deadline and removes it from then on
+//! (counted in [`Stats::expired`]). The clock is a parameter: it is read only for an entry that
+//! has a deadline, and a test passes its own. Entries nobody asks for again stay, and stay
+//! charged, until LRU eviction or `remove_expired` takes them out.
+//! ```
+//! use std::time::{Duration, Instant};
+//! use alo_lru::{Expiring, Lru};
+//!
+//! # fn main() -> Result<(), alo_lru::TooLarge<&'static str, Expiring<String>>> {
+//! let mut cache = Lru::new(1024);
+//! let start = Instant::now();
+//! let session = Expiring::until("s3ss10n".to_string(), start + Duration::from_secs(30));
+//! cache.insert("session", session)?; // charged 7 + 7: the deadline is free
+//! cache.insert("config", Expiring::never("v1".to_string()))?;
+//!
+//! // A test clock: `now` is any closure returning an `Instant`.
+//! let at = |secs| move || start + Duration::from_secs(secs);
+//! assert!(cache.get_unexpired("session", at(29)).is_some());
+//! assert!(cache.get_unexpired("session", at(30)).is_none()); // expired: removed
+//! assert_eq!(cache.stats().expired, 1);
+//! assert_eq!(cache.bytes(), 6 + 2);
+//!
+//! // No deadline, no clock read: in real use pass `Instant::now`.
+//! let config = cache.get_unexpired("config", Instant::now).map(|e| e.value.as_str());
+//! assert_eq!(config, Some("v1"));
+//!
+//! // Sweep what nobody asks for again.
+//! cache.insert("token", Expiring::until("t".to_string(), start + Duration::from_secs(5)))?;
+//! assert_eq!(cache.remove_expired(start + Duration::from_secs(60)), 1);
+//! assert_eq!(cache.len(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Costs
 //! Every operation of [`Lru`] is O(1): `get` hashes the key, probes a SwissTable (hashbrown) of
 //! `u32` slot numbers, compares the key of the entry it names and relinks that entry's links to
 //! the front;
 //! `insert` adds a weigher call and, per eviction, one table removal. Growth of the table and of
-//! the node vector is amortised. `iter` walks the list, O(len).
+//! the node vector is amortised. `iter` walks the list, O(len). `get_unexpired` is `get` plus one
+//! call of the clock when the entry has a deadline (and a removal when it has passed);
+//! `remove_expired` looks at every entry, O(len).
 //!
 //! [`ShardedLru`] adds one uncontended mutex lock/unlock and a clone of the value to each call;
-//! `len`, `bytes`, `stats` and `clear` lock every shard in turn.
+//! `len`, `bytes`, `stats`, `clear` and `remove_expired` lock every shard in turn, one at a time.
 //!
 //! # Memory
 //! Beyond the key and the value, an entry costs 24 bytes: its stored hash and charge (16, plus
@@ -74,7 +113,8 @@
 //! and a table slot of about 5.7 bytes (a 4-byte index and a control byte at 7/8 load). The
 //! vectors grow by doubling, so up to half of them may be spare capacity after growth. None of
 //! this is counted in [`Lru::bytes`]: add it in a closure weigher when it matters, e.g.
-//! `|k, v| k.len() + v.len() + 32`.
+//! `|k, v| k.len() + v.len() + 32`. An [`Expiring`] value adds its `Option<Instant>` (16 bytes on
+//! 64-bit Linux), also uncharged.
 //!
 //! Entries live in one dense vector: removing one moves the last into its place, so there are no
 //! holes and no allocation per entry. The crate has no `unsafe` code.
@@ -85,6 +125,7 @@
 //! `&self` everywhere and is shared through an `Arc`; see its docs for how the budget is split.
 
 mod error;
+mod expire;
 mod shard;
 mod stats;
 mod sync;
@@ -92,6 +133,7 @@ mod unsync;
 mod weigh;
 
 pub use error::TooLarge;
+pub use expire::Expiring;
 pub use shard::Iter;
 pub use stats::Stats;
 pub use sync::ShardedLru;

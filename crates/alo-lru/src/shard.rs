@@ -136,6 +136,53 @@ impl<K, V> Shard<K, V> {
         }
     }
 
+    /// Like `get`, but an entry that `live` rejects is removed instead (counted as expired and as
+    /// a miss). `live` runs only when the key is found. A separate copy of `get` rather than
+    /// `get` with a closure that always says yes, so that plain caches keep their exact path.
+    #[inline]
+    pub(crate) fn get_if<Q>(
+        &mut self,
+        hash: u64,
+        key: &Q,
+        live: impl FnOnce(&V) -> bool,
+    ) -> Option<&V>
+    where
+        K: Borrow<Q>,
+        Q: Eq + ?Sized,
+    {
+        let Some(s) = self.find(hash, key) else {
+            self.stats.misses += 1;
+            return None;
+        };
+        if live(&self.entry(s).value) {
+            self.stats.hits += 1;
+            self.move_to_front(s);
+            return Some(&self.entry(s).value);
+        }
+        // Count first: the entry is dropped on return, and a panicking `Drop` must find the
+        // shard and its counters consistent.
+        self.stats.misses += 1;
+        self.stats.expired += 1;
+        self.remove_slot(s);
+        None
+    }
+
+    /// Removes every entry whose value `dead` says yes to, counting each as expired, and
+    /// returns how many. O(len), in slot order, not recency order.
+    pub(crate) fn remove_where(&mut self, mut dead: impl FnMut(&V) -> bool) -> usize {
+        let mut removed = 0;
+        // From the last slot down: removing slot `s` moves the last slot into it, and that one
+        // has already been looked at and kept.
+        for s in (1..=self.entries.len() as u32).rev() {
+            if dead(&self.entry(s).value) {
+                self.stats.expired += 1;
+                removed += 1;
+                self.remove_slot(s);
+            }
+        }
+        removed
+    }
+
     #[inline]
     pub(crate) fn peek<Q>(&self, hash: u64, key: &Q) -> Option<&V>
     where
@@ -476,6 +523,10 @@ mod tests {
         Remove(u8),
         Pop,
         Clear,
+        /// `get_if` of the key, `live` answering the flag.
+        GetIf(u8, bool),
+        /// `remove_where` of the values below the bound.
+        RemoveBelow(u8),
     }
 
     proptest! {
@@ -489,6 +540,8 @@ mod tests {
                     2 => (0u8..8).prop_map(Op::Remove),
                     1 => Just(Op::Pop),
                     1 => Just(Op::Clear),
+                    3 => (0u8..8, any::<bool>()).prop_map(|(k, live)| Op::GetIf(k, live)),
+                    1 => (0u8..9).prop_map(Op::RemoveBelow),
                 ],
                 1..100,
             ),
@@ -516,6 +569,33 @@ mod tests {
                         s.pop_lru();
                     }
                     Op::Clear => s.clear(),
+                    Op::GetIf(k, live) => {
+                        let (present, before) = (s.contains_key(hash(k), &k), s.stats());
+                        let got = s.get_if(hash(k), &k, |&v| {
+                            assert_eq!(v, k, "live sees the value of the key");
+                            live
+                        });
+                        prop_assert_eq!(got.copied(), (present && live).then_some(k));
+                        let after = s.stats();
+                        prop_assert_eq!(after.hits - before.hits, u64::from(present && live));
+                        prop_assert_eq!(after.misses - before.misses, u64::from(!(present && live)));
+                        prop_assert_eq!(after.expired - before.expired, u64::from(present && !live));
+                        if present && live {
+                            prop_assert_eq!(s.links[0].next, s.find(hash(k), &k).expect("present"));
+                        } else {
+                            prop_assert!(!s.contains_key(hash(k), &k));
+                        }
+                    }
+                    Op::RemoveBelow(bound) => {
+                        let (len, before) = (s.len(), s.stats().expired);
+                        let doomed = s.iter().filter(|&(_, &v)| v < bound).count();
+                        let kept: Vec<u8> = s.iter().map(|(&k, _)| k).filter(|&k| k >= bound).collect();
+                        prop_assert_eq!(s.remove_where(|&v| v < bound), doomed);
+                        prop_assert_eq!(s.len(), len - doomed);
+                        prop_assert_eq!(s.stats().expired - before, doomed as u64);
+                        let order: Vec<u8> = s.iter().map(|(&k, _)| k).collect();
+                        prop_assert_eq!(order, kept, "the survivors keep their recency order");
+                    }
                 }
                 s.check();
             }

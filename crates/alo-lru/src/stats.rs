@@ -6,15 +6,19 @@ use std::ops::AddAssign;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// `get` calls that found their key.
+    /// `get` calls that found their key, and `get_unexpired` calls that found it unexpired.
     pub hits: u64,
-    /// `get` calls that did not. (`peek` and `contains_key` count neither.)
+    /// `get` and `get_unexpired` calls that did not, an expired entry counting as not found.
+    /// (`peek` and `contains_key` count neither.)
     pub misses: u64,
     /// Entries stored by `insert`, replacements included, refusals not.
     pub inserts: u64,
     /// Entries pushed out to stay within the budget. (`remove`, `pop_lru` and `clear` are not
     /// evictions.)
     pub evictions: u64,
+    /// Entries removed because their deadline had passed, by `get_unexpired` or
+    /// `remove_expired`; not evictions.
+    pub expired: u64,
 }
 
 impl AddAssign for Stats {
@@ -23,5 +27,6 @@ impl AddAssign for Stats {
         self.misses += other.misses;
         self.inserts += other.inserts;
         self.evictions += other.evictions;
+        self.expired += other.expired;
     }
 }

@@ -4,11 +4,12 @@ use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use hashbrown::DefaultHashBuilder;
 
 use crate::shard::Shard;
-use crate::{ByteWeigher, Stats, TooLarge, Weigh, Weigher};
+use crate::{ByteWeigher, Expiring, Stats, TooLarge, Weigh, Weigher};
 
 /// Most shards a cache is split into.
 const MAX_SHARDS: usize = 1 << 16;
@@ -149,6 +150,42 @@ impl<K: Hash + Eq, V, W: Weigher<K, V>, S: BuildHasher> ShardedLru<K, V, W, S> {
         let bits = u64::from((hash >> 24) as u32);
         let i = ((bits * self.shards.len() as u64) >> 32) as usize;
         lock(&self.shards[i])
+    }
+}
+
+/// Expiry, for caches of [`Expiring`] values. `get`, `peek` and `insert` do not look at
+/// deadlines: `get` serves an expired entry, and eviction stays least-recently-used first.
+impl<K: Hash + Eq, V, W: Weigher<K, Expiring<V>>, S: BuildHasher> ShardedLru<K, Expiring<V>, W, S> {
+    /// A clone of the entry of `key` if it has not expired, marking it most recently used in its
+    /// shard (a hit). An expired entry is removed (counted in [`Stats::expired`] and as a miss)
+    /// and `None` returned.
+    ///
+    /// `now` is called only when the entry found has a deadline, so entries without one cost no
+    /// clock read; pass `Instant::now`, or a closure for a test clock. It runs while the shard is
+    /// locked, since only the entry says whether it is needed.
+    pub fn get_unexpired<Q>(&self, key: &Q, now: impl FnOnce() -> Instant) -> Option<Expiring<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        V: Clone,
+    {
+        let hash = self.hasher.hash_one(key);
+        self.shard(hash)
+            .get_if(hash, key, |e| match e.deadline {
+                None => true,
+                Some(deadline) => now() < deadline,
+            })
+            .cloned()
+    }
+
+    /// Removes every entry expired at `now`, locking one shard at a time; returns how many
+    /// (counted in [`Stats::expired`]). O(len): each shard is locked while it is scanned, so
+    /// calls on that shard wait for one shard's scan, not the whole cache's.
+    pub fn remove_expired(&self, now: Instant) -> usize {
+        self.shards
+            .iter()
+            .map(|s| lock(s).remove_where(|e| e.is_expired(now)))
+            .sum()
     }
 }
 

@@ -3,11 +3,12 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::time::Instant;
 
 use hashbrown::DefaultHashBuilder;
 
 use crate::shard::{Iter, Shard};
-use crate::{ByteWeigher, Stats, TooLarge, Weigh, Weigher};
+use crate::{ByteWeigher, Expiring, Stats, TooLarge, Weigh, Weigher};
 
 /// The eviction callback: boxed so that `Lru`'s type does not name it.
 type OnEvict<K, V> = Box<dyn FnMut(K, V) + Send + Sync>;
@@ -126,6 +127,40 @@ impl<K: Hash + Eq, V, W: Weigher<K, V>, S: BuildHasher> Lru<K, V, W, S> {
     }
 }
 
+/// Expiry, for caches of [`Expiring`] values. `get`, `peek`, `iter` and `insert` do not look at
+/// deadlines: `get` serves an expired entry, and eviction stays least-recently-used first.
+impl<K: Hash + Eq, V, W: Weigher<K, Expiring<V>>, S: BuildHasher> Lru<K, Expiring<V>, W, S> {
+    /// The entry of `key` if it has not expired, marking it most recently used (a hit). An
+    /// expired entry is removed (counted in [`Stats::expired`] and as a miss) and `None`
+    /// returned.
+    ///
+    /// `now` is called only when the entry found has a deadline, so entries without one cost no
+    /// clock read; pass `Instant::now`, or a closure for a test clock. O(1), like `get`.
+    #[inline]
+    pub fn get_unexpired<Q>(
+        &mut self,
+        key: &Q,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<&Expiring<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let hash = self.hasher.hash_one(key);
+        self.shard.get_if(hash, key, |e| match e.deadline {
+            None => true,
+            Some(deadline) => now() < deadline,
+        })
+    }
+
+    /// Removes every entry expired at `now`; returns how many (counted in [`Stats::expired`],
+    /// not passed to the eviction callback). O(len): call it now and then to release what no
+    /// `get_unexpired` comes back for, rather than on every operation.
+    pub fn remove_expired(&mut self, now: Instant) -> usize {
+        self.shard.remove_where(|e| e.is_expired(now))
+    }
+}
+
 impl<K, V, W, S> Lru<K, V, W, S> {
     /// Removes and returns the least recently used entry.
     pub fn pop_lru(&mut self) -> Option<(K, V)> {
@@ -162,7 +197,7 @@ impl<K, V, W, S> Lru<K, V, W, S> {
         self.shard.iter()
     }
 
-    /// The counters: hits, misses, inserts, evictions.
+    /// The counters: hits, misses, inserts, evictions, expired.
     pub fn stats(&self) -> Stats {
         self.shard.stats()
     }
