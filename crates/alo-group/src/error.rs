@@ -72,6 +72,21 @@ pub enum Error {
     /// A load timeout must be longer than zero.
     #[error("the load timeout must be longer than zero")]
     ZeroTimeout,
+    /// A time to live must be longer than zero.
+    #[error("a time to live must be longer than zero")]
+    ZeroTtl,
+    /// A set's value is larger than the group's largest cacheable value.
+    #[error("the value is {bytes} bytes, more than the {max} a value may have")]
+    ValueTooLarge {
+        /// The value's length.
+        bytes: usize,
+        /// The group's largest cacheable value.
+        max: usize,
+    },
+    /// A set's owner did not store the value (it could not be reached, or refused); nothing was
+    /// written.
+    #[error("the key's owner did not store the value: {0}")]
+    Unreachable(Arc<str>),
     /// A registry already holds a group of this name.
     #[error("a group named {0:?} already exists")]
     DuplicateGroup(String),

@@ -1,16 +1,20 @@
 //! The group: two caches, two singleflights, a getter and maybe a peer picker.
 
+use std::cell::Cell;
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
-use alo_lru::ShardedLru;
+use alo_lru::{Expiring, ShardedLru};
 use alo_singleflight::Flight;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 
+use crate::ledger::{Ledger, Ticket};
 use crate::stats::{CacheStats, Counters, bump};
-use crate::{Error, Getter, GroupStats, LoadError, PeerPicker};
+use crate::{Error, Found, Getter, GroupStats, LoadError, Loaded, PeerPicker, Stale};
 
 /// The budget a group gets unless told otherwise.
 pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
@@ -28,7 +32,7 @@ pub const PEER_MARGIN: Duration = Duration::from_secs(1);
 /// What an entry costs besides its key's and value's bytes, charged to the budget so that the
 /// budget is the memory: the cache's slot and links, its table's share, the two buffers'
 /// allocator headers and shared reference counts. Measured on x86-64 Linux (see the README).
-pub const ENTRY_OVERHEAD: usize = 240;
+pub const ENTRY_OVERHEAD: usize = 256;
 
 /// Room a shard keeps beside its largest value, for the key and the entry's overhead.
 const SHARD_SLACK: usize = 64 << 10;
@@ -41,6 +45,9 @@ const HOT_CHANCE: u32 = 10;
 
 /// Most shards a cache is split into.
 const MAX_SHARDS: usize = 16;
+
+/// How often a group drops the entries whose deadline has passed.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A named, read-through cache of byte values: gets are answered from the local caches, else by
 /// the key's owner among the peers, else by the getter, once per key however many callers wait.
@@ -87,28 +94,57 @@ const MAX_SHARDS: usize = 16;
 /// buffer is not held alive by the cache. `max_bytes == 0` means unbounded.
 #[derive(Clone)]
 pub struct Group {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    name: String,
+/// A cache of the group: each value (`None` for a remembered "not found") with its deadline,
+/// past which it is never served.
+pub(crate) type Cache = ShardedLru<Bytes, Expiring<Option<Bytes>>, Weigher>;
+
+pub(crate) struct Inner {
+    pub(crate) name: String,
     getter: Arc<dyn Getter>,
-    picker: Option<Arc<dyn PeerPicker>>,
-    main: ShardedLru<Bytes, Bytes, Weigher>,
+    pub(crate) picker: Option<Arc<dyn PeerPicker>>,
+    pub(crate) main: Cache,
     /// `None` without a picker (nothing to copy) or with a budget too small to split.
-    hot: Option<ShardedLru<Bytes, Bytes, Weigher>>,
+    pub(crate) hot: Option<Cache>,
     /// Deduplicates the loads of `get`, which may ask a peer.
-    remote: Flight<Bytes, Bytes, Error>,
+    pub(crate) remote: Flight<Bytes, Found, Error>,
     /// Deduplicates getter calls, from `get` and `get_local` alike. Kept apart from `remote`
     /// so that a `get_local` never waits on a load that is asking a peer.
-    local: Flight<Bytes, Bytes, Error>,
+    pub(crate) local: Flight<Bytes, Found, Error>,
+    /// Keeps loads that began before a write from filling a cache after it.
+    pub(crate) ledger: Ledger,
+    /// Keys being reloaded in the background while their stale value is served.
+    revalidating: Mutex<HashSet<Bytes>>,
     /// Decides which peer values go into the hot cache; seeded, so tests can be exact.
     rng: Mutex<fastrand::Rng>,
-    counters: Counters,
+    pub(crate) counters: Counters,
     /// The deadline of a getter call.
-    load_timeout: Duration,
+    pub(crate) load_timeout: Duration,
     /// Values longer than this are served and not cached.
-    max_value_bytes: usize,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) expiry: Expiry,
+    /// Whether any entry was given a deadline, so that sweeping has something to find.
+    has_deadlines: AtomicBool,
+}
+
+/// When a group's values expire, and how long an expired one may still be served.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Expiry {
+    /// For values given none of their own; `None`: they do not expire.
+    pub(crate) ttl: Option<Duration>,
+    /// How long a "not found" is remembered; zero: not at all.
+    pub(crate) not_found_ttl: Duration,
+    pub(crate) stale_if_error: Duration,
+    pub(crate) stale_while_revalidate: Duration,
+}
+
+impl Expiry {
+    /// How long past its freshness a main-cache entry is kept, for the stale windows.
+    fn window(&self) -> Duration {
+        self.stale_if_error.max(self.stale_while_revalidate)
+    }
 }
 
 /// Builds a [`Group`]; start with [`Group::builder`].
@@ -120,6 +156,7 @@ pub struct GroupBuilder {
     load_timeout: Duration,
     picker: Option<Arc<dyn PeerPicker>>,
     seed: u64,
+    expiry: Expiry,
 }
 
 impl Group {
@@ -134,6 +171,7 @@ impl Group {
             load_timeout: DEFAULT_LOAD_TIMEOUT,
             picker: None,
             seed: 0x616c6f,
+            expiry: Expiry::default(),
         }
     }
 
@@ -150,15 +188,27 @@ impl Group {
     /// value; [`Error::Load`] or [`Error::Panicked`] when the getter failed; [`Error::Timeout`]
     /// when the load passed its deadline.
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Bytes, Error> {
-        match self.begin(key.as_ref())? {
-            Lookup::Hit(value) => Ok(value),
-            Lookup::Miss(key) => self.load(key).await,
+        match self.begin(key.as_ref(), Route::Cluster)? {
+            Lookup::Hit(found) => Ok(found.value),
+            Lookup::Miss { key, stale } => self.load(key, stale).await.map(|f| f.value),
         }
     }
 
-    /// Steps 2 and 3 for `get`. Boxed, so that the future of `get`, which every caller holds,
-    /// stays small on the hit path.
-    fn load(&self, key: Bytes) -> BoxFuture<'_, Result<Bytes, Error>> {
+    /// [`get`](Group::get) with what a server needs besides the value: how long it stays fresh,
+    /// and whether it was served stale.
+    ///
+    /// # Errors
+    /// As [`get`](Group::get).
+    pub async fn lookup(&self, key: impl AsRef<[u8]>) -> Result<Found, Error> {
+        match self.begin(key.as_ref(), Route::Cluster)? {
+            Lookup::Hit(found) => Ok(found),
+            Lookup::Miss { key, stale } => self.load(key, stale).await,
+        }
+    }
+
+    /// Steps 2 and 3 for `get`, and the stale value's rescue. Boxed, so that the future of
+    /// `get`, which every caller holds, stays small on the hit path.
+    fn load(&self, key: Bytes, stale: Option<Fallback>) -> BoxFuture<'_, Result<Found, Error>> {
         Box::pin(async move {
             let outcome = match &self.inner.picker {
                 None => self.load_local(key).await,
@@ -173,7 +223,7 @@ impl Group {
                     (flatten(out.result), out.shared)
                 }
             };
-            self.finish(outcome)
+            self.finish(outcome, stale)
         })
     }
 
@@ -183,12 +233,21 @@ impl Group {
     /// # Errors
     /// As [`get`](Group::get).
     pub async fn get_local(&self, key: impl AsRef<[u8]>) -> Result<Bytes, Error> {
+        self.lookup_local(key).await.map(|f| f.value)
+    }
+
+    /// [`get_local`](Group::get_local) with how long the value stays fresh and whether it was
+    /// served stale, for the answer to a peer.
+    ///
+    /// # Errors
+    /// As [`get`](Group::get).
+    pub async fn lookup_local(&self, key: impl AsRef<[u8]>) -> Result<Found, Error> {
         bump(&self.inner.counters.server_requests);
-        match self.begin(key.as_ref())? {
-            Lookup::Hit(value) => Ok(value),
-            Lookup::Miss(key) => {
+        match self.begin(key.as_ref(), Route::Local)? {
+            Lookup::Hit(found) => Ok(found),
+            Lookup::Miss { key, stale } => {
                 let outcome = Box::pin(self.load_local(key)).await;
-                self.finish(outcome)
+                self.finish(outcome, stale)
             }
         }
     }
@@ -200,43 +259,100 @@ impl Group {
         inner.counters.snapshot(CacheStats::of(&inner.main), hot)
     }
 
-    /// Checks the key and looks in both caches (step 1); the caches count the lookups.
-    fn begin(&self, key: &[u8]) -> Result<Lookup, Error> {
+    /// Checks the key and looks in both caches (step 1); the caches count the lookups. A
+    /// remembered "not found" is returned as [`Error::NotFound`].
+    fn begin(&self, key: &[u8], route: Route) -> Result<Lookup, Error> {
         let inner = &self.inner;
         if key.is_empty() {
             bump(&inner.counters.empty_keys);
             return Err(Error::EmptyKey);
         }
+        let now = Now::default();
+        let clock = || now.get();
         // `stats` derives gets and hits from these lookups' own counts.
-        let cached = inner.main.get(key);
-        if let Some(value) = cached.or_else(|| inner.hot.as_ref().and_then(|h| h.get(key))) {
-            return Ok(Lookup::Hit(value));
-        }
+        let judged = match inner.main.get_unexpired(key, clock) {
+            Some(entry) => inner.judge(entry, inner.expiry.window(), &now),
+            None => match inner.hot.as_ref().and_then(|h| h.get_unexpired(key, clock)) {
+                Some(entry) => inner.judge(entry, Duration::ZERO, &now),
+                None => Judged::Expired,
+            },
+        };
+        let stale = match judged {
+            Judged::Fresh(Ok(found)) => return Ok(Lookup::Hit(found)),
+            Judged::Fresh(Err(e)) => {
+                bump(&inner.counters.negative_hits);
+                return Err(e);
+            }
+            Judged::Revalidate(value) => {
+                bump(&inner.counters.stale_serves);
+                self.revalidate(key, route);
+                return Ok(Lookup::Hit(Found::stale(value, Stale::WhileRevalidate)));
+            }
+            Judged::StaleIfError(fallback) => Some(fallback),
+            Judged::Expired => None,
+        };
         bump(&inner.counters.loads);
-        Ok(Lookup::Miss(Bytes::copy_from_slice(key)))
+        Ok(Lookup::Miss {
+            key: Bytes::copy_from_slice(key),
+            stale,
+        })
     }
 
-    fn finish(&self, (result, shared): (Result<Bytes, Error>, bool)) -> Result<Bytes, Error> {
-        if shared {
-            bump(&self.inner.counters.loads_deduped);
+    /// Reloads `key` on a task of its own, unless it is being reloaded already.
+    fn revalidate(&self, key: &[u8], route: Route) {
+        let key = Bytes::copy_from_slice(key);
+        if !lock(&self.inner.revalidating).insert(key.clone()) {
+            return;
         }
-        result
+        let this = self.clone();
+        tokio::spawn(async move {
+            // The load fills the cache or fails; either way it was logged and counted, and the
+            // stale value goes on being served until its window closes.
+            let _ = match route {
+                Route::Cluster => this.load(key.clone(), None).await,
+                Route::Local => this.load_local(key.clone()).await.0,
+            };
+            lock(&this.inner.revalidating).remove(&key);
+        });
+    }
+
+    /// Counts a shared load, and serves the stale value if the load failed within its window.
+    fn finish(
+        &self,
+        (result, shared): (Result<Found, Error>, bool),
+        stale: Option<Fallback>,
+    ) -> Result<Found, Error> {
+        let inner = &self.inner;
+        if shared {
+            bump(&inner.counters.loads_deduped);
+        }
+        match (result, stale) {
+            (Err(Error::Load(_) | Error::Timeout | Error::Panicked(_)), Some(stale))
+                if now() < stale.until =>
+            {
+                bump(&inner.counters.stale_serves);
+                Ok(Found::stale(stale.value, Stale::IfError))
+            }
+            (result, _) => result,
+        }
     }
 
     /// Step 2: the work of one `get` load, shared by every caller of the key.
-    fn fetch(self, key: Bytes) -> BoxFuture<'static, Result<Bytes, Error>> {
+    fn fetch(self, key: Bytes) -> BoxFuture<'static, Result<Found, Error>> {
         Box::pin(async move {
             let inner = &self.inner;
-            if let Some(value) = inner.peek(&key) {
-                return Ok(value);
+            // Taken before the caches are looked at, so that a write in between bars the load.
+            let ticket = inner.ledger.begin(&key);
+            if let Some(found) = inner.peek_fresh(&key) {
+                return found;
             }
             let peer = inner.picker.as_ref().and_then(|p| p.pick_peer(&key));
             if let Some(peer) = peer {
                 let wait = inner.load_timeout + PEER_MARGIN;
                 match tokio::time::timeout(wait, peer.get(&inner.name, &key)).await {
-                    Ok(Ok(value)) => {
+                    Ok(Ok(found)) => {
                         bump(&inner.counters.peer_loads);
-                        return Ok(inner.maybe_keep_hot(key, value));
+                        return Ok(inner.maybe_keep_hot(ticket, key, found));
                     }
                     // The peer could not be asked: a dead owner never fails the caller.
                     Ok(Err(LoadError::Unreachable(reason))) => {
@@ -257,12 +373,13 @@ impl Group {
                     }
                 }
             }
+            drop(ticket);
             self.load_local(key).await.0
         })
     }
 
     /// Step 3 through the local singleflight: the result, and whether it was shared.
-    async fn load_local(&self, key: Bytes) -> (Result<Bytes, Error>, bool) {
+    async fn load_local(&self, key: Bytes) -> (Result<Found, Error>, bool) {
         let this = self.clone();
         let work_key = key.clone();
         let out = self
@@ -279,22 +396,28 @@ impl Group {
     }
 
     /// The work of one getter call, shared by every caller of the key.
-    fn call_getter(self, key: Bytes) -> BoxFuture<'static, Result<Bytes, Error>> {
+    fn call_getter(self, key: Bytes) -> BoxFuture<'static, Result<Found, Error>> {
         Box::pin(async move {
             let inner = &self.inner;
-            if let Some(value) = inner.peek(&key) {
-                return Ok(value);
+            let ticket = inner.ledger.begin(&key);
+            if let Some(found) = inner.peek_fresh(&key) {
+                return found;
             }
             let loaded = tokio::time::timeout(inner.load_timeout, inner.getter.get(key.clone()));
             match loaded.await {
-                Ok(Ok(value)) => {
+                Ok(Ok(loaded)) => {
                     bump(&inner.counters.local_loads);
-                    Ok(inner.keep(&inner.main, key, value))
+                    Ok(inner.keep(ticket, key, loaded))
+                }
+                Ok(Err(LoadError::NotFound)) => {
+                    bump(&inner.counters.local_load_errs);
+                    inner.remember_not_found(ticket, key);
+                    Err(Error::NotFound)
                 }
                 Ok(Err(e)) => {
                     bump(&inner.counters.local_load_errs);
-                    // "Not found" and a refused key are answers, not failures.
-                    if !matches!(e, LoadError::NotFound | LoadError::InvalidKey(_)) {
+                    // A refused key is an answer, not a failure.
+                    if !matches!(e, LoadError::InvalidKey(_)) {
                         tracing::warn!(group = %inner.name, key = %String::from_utf8_lossy(&key), error = %e, "load failed");
                     }
                     Err(e.into())
@@ -311,56 +434,236 @@ impl Group {
 }
 
 impl Inner {
-    /// Looks in both caches without counting a cache get or changing recency.
-    fn peek(&self, key: &[u8]) -> Option<Bytes> {
-        self.main
-            .peek(key)
-            .or_else(|| self.hot.as_ref().and_then(|h| h.peek(key)))
-    }
-
-    /// Keeps one peer value in ten in the hot cache; returns the value to serve.
-    fn maybe_keep_hot(&self, key: Bytes, value: Bytes) -> Bytes {
-        let Some(hot) = &self.hot else { return value };
-        let lucky = self
-            .rng
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .u32(..HOT_CHANCE)
-            == 0;
-        if !lucky || value.len() > self.max_value_bytes {
-            return value;
+    /// What a cached entry is worth at `now`. `window` is how long past its freshness a value
+    /// is kept for the stale windows: the group's for the main cache, none for hot copies.
+    fn judge(&self, entry: Expiring<Option<Bytes>>, window: Duration, now: &Now) -> Judged {
+        let Some(deadline) = entry.deadline else {
+            return Judged::fresh(entry.value, None);
+        };
+        let now = now.get();
+        let Some(value) = entry.value else {
+            // A remembered "not found" has no stale window.
+            return match deadline.checked_duration_since(now) {
+                Some(left) if !left.is_zero() => Judged::Fresh(Err(Error::NotFound)),
+                _ => Judged::Expired,
+            };
+        };
+        let fresh_until = deadline.checked_sub(window).unwrap_or(deadline);
+        if now < fresh_until {
+            return Judged::fresh(Some(value), Some(fresh_until - now));
         }
-        let owned = Bytes::copy_from_slice(&value);
-        // A copy too large for the hot cache is simply not kept: the owner caches the key.
-        let _ = hot.insert(key, owned.clone());
-        owned
+        let expiry = &self.expiry;
+        if now < fresh_until + expiry.stale_while_revalidate {
+            Judged::Revalidate(value)
+        } else if now < fresh_until + expiry.stale_if_error {
+            Judged::StaleIfError(Fallback {
+                value,
+                until: fresh_until + expiry.stale_if_error,
+            })
+        } else {
+            Judged::Expired
+        }
     }
 
-    /// Puts a loaded value into `cache` and returns the value to serve: a copy that owns
-    /// exactly its bytes when it is kept (the value handed in may be a slice of a larger
-    /// buffer, which the cache must not hold alive), the value itself when it is too large.
-    fn keep(&self, cache: &ShardedLru<Bytes, Bytes, Weigher>, key: Bytes, value: Bytes) -> Bytes {
+    /// A fresh entry of `key` in either cache, without counting a cache get or changing
+    /// recency: a load that finds one ends there.
+    fn peek_fresh(&self, key: &[u8]) -> Option<Result<Found, Error>> {
+        let now = Now::default();
+        let main = self.main.peek(key).map(|e| (e, self.expiry.window()));
+        let hot = || self.hot.as_ref()?.peek(key).map(|e| (e, Duration::ZERO));
+        let (entry, window) = main.or_else(hot)?;
+        match self.judge(entry, window, &now) {
+            Judged::Fresh(found) => Some(found),
+            _ => None,
+        }
+    }
+
+    /// The deadline of a value fresh for `ttl` and then kept `window` longer; `None` when it
+    /// does not expire (or so far ahead that the clock cannot say).
+    fn deadline(&self, ttl: Option<Duration>, window: Duration) -> Option<Instant> {
+        let deadline = now().checked_add(ttl?.checked_add(window)?)?;
+        self.has_deadlines.store(true, Ordering::Relaxed);
+        Some(deadline)
+    }
+
+    /// Keeps one peer value in ten in the hot cache, until the owner's deadline, unless a write
+    /// came first; returns the value to serve.
+    fn maybe_keep_hot(&self, ticket: Ticket<'_>, key: Bytes, found: Found) -> Found {
+        let Some(hot) = &self.hot else { return found };
+        let ttl = found.ttl.or(self.expiry.ttl);
+        if ttl == Some(Duration::ZERO) || found.value.len() > self.max_value_bytes {
+            return found;
+        }
+        let lucky = lock(&self.rng).u32(..HOT_CHANCE) == 0;
+        if !lucky {
+            return found;
+        }
+        let owned = Bytes::copy_from_slice(&found.value);
+        let entry = Expiring::new(Some(owned.clone()), self.deadline(ttl, Duration::ZERO));
+        // A copy too large for the hot cache is simply not kept: the owner caches the key.
+        ticket.keep(|| {
+            let _ = hot.insert(key, entry);
+        });
+        Found::new(owned, found.ttl)
+    }
+
+    /// Puts a loaded value into the main cache, unless a write came first, and returns what to
+    /// serve: a copy that owns exactly its bytes when it is kept (the value handed in may be a
+    /// slice of a larger buffer, which the cache must not hold alive), the value itself when it
+    /// is too large.
+    fn keep(&self, ticket: Ticket<'_>, key: Bytes, loaded: Loaded) -> Found {
+        let ttl = loaded.ttl.or(self.expiry.ttl);
+        let value = loaded.value;
+        if ttl == Some(Duration::ZERO) {
+            return Found::new(value, ttl);
+        }
         if value.len() <= self.max_value_bytes {
             let owned = Bytes::copy_from_slice(&value);
-            if cache.insert(key.clone(), owned.clone()).is_ok() {
-                return owned;
+            let entry = Expiring::new(
+                Some(owned.clone()),
+                self.deadline(ttl, self.expiry.window()),
+            );
+            let mut fits = true;
+            ticket.keep(|| fits = self.main.insert(key.clone(), entry).is_ok());
+            if fits {
+                return Found::new(owned, ttl);
             }
         }
         bump(&self.counters.values_too_large);
         tracing::info!(group = %self.name, key = %String::from_utf8_lossy(&key), bytes = value.len(), max = self.max_value_bytes, "value too large to cache; served");
-        value
+        Found::new(value, ttl)
     }
+
+    /// The getter said "not found": remember it for the not-found TTL, or else drop any stale
+    /// value of the key, which must not be served once the source says there is none.
+    fn remember_not_found(&self, ticket: Ticket<'_>, key: Bytes) {
+        let ttl = self.expiry.not_found_ttl;
+        if ttl.is_zero() {
+            ticket.keep(|| {
+                self.main.remove(&key);
+            });
+            return;
+        }
+        let entry = Expiring::new(None, self.deadline(Some(ttl), Duration::ZERO));
+        ticket.keep(|| {
+            let _ = self.main.insert(key, entry);
+        });
+    }
+
+    /// Stores a written value here, as the key's owner, barring the loads of the key in flight
+    /// and dropping its hot copy; says whether it fit.
+    pub(crate) fn store(&self, key: Bytes, value: &Bytes, ttl: Option<Duration>) -> bool {
+        let ttl = ttl.or(self.expiry.ttl);
+        let owned = Bytes::copy_from_slice(value);
+        let entry = Expiring::new(Some(owned), self.deadline(ttl, self.expiry.window()));
+        self.ledger.write(std::slice::from_ref(&key), || {
+            self.remote.forget(&key);
+            self.local.forget(&key);
+            if let Some(hot) = &self.hot {
+                hot.remove(&key);
+            }
+            // A value too large is refused, and the key's old value goes with it.
+            self.main.insert(key.clone(), entry).is_ok()
+        })
+    }
+
+    /// Drops the entries whose deadline has passed.
+    fn sweep(&self) {
+        if !self.has_deadlines.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = now();
+        self.main.remove_expired(now);
+        if let Some(hot) = &self.hot {
+            hot.remove_expired(now);
+        }
+    }
+}
+
+/// Sweeps a group's expired entries every [`SWEEP_INTERVAL`] until the group is dropped.
+async fn sweep(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match inner.upgrade() {
+            Some(inner) => inner.sweep(),
+            None => return,
+        }
+    }
+}
+
+/// Which loads serve a request: the cluster's (`get`) or only this node's (`get_local`).
+#[derive(Clone, Copy)]
+enum Route {
+    Cluster,
+    Local,
 }
 
 /// What step 1 found.
 enum Lookup {
-    Hit(Bytes),
-    /// Not cached: the key, owned, for the load.
-    Miss(Bytes),
+    Hit(Found),
+    /// Not cached, or stale: the key, owned, for the load, and the stale value to serve if the
+    /// load fails.
+    Miss {
+        key: Bytes,
+        stale: Option<Fallback>,
+    },
+}
+
+/// An expired value that may be served until `until` if its reload fails.
+struct Fallback {
+    value: Bytes,
+    until: Instant,
+}
+
+/// What a cached entry is worth now.
+enum Judged {
+    /// Fresh: the value with the time it has left, or a remembered "not found".
+    Fresh(Result<Found, Error>),
+    /// Expired within the stale-while-revalidate window: serve it and reload it.
+    Revalidate(Bytes),
+    /// Expired within the stale-if-error window: reload, and serve it if that fails.
+    StaleIfError(Fallback),
+    /// Expired for good, or nothing there.
+    Expired,
+}
+
+impl Judged {
+    fn fresh(value: Option<Bytes>, ttl: Option<Duration>) -> Self {
+        Judged::Fresh(value.map(|v| Found::new(v, ttl)).ok_or(Error::NotFound))
+    }
+}
+
+/// The time, read once per lookup and only when an entry has a deadline: entries without one
+/// cost no clock read.
+#[derive(Default)]
+struct Now(Cell<Option<Instant>>);
+
+impl Now {
+    fn get(&self) -> Instant {
+        match self.0.get() {
+            Some(now) => now,
+            None => {
+                let now = now();
+                self.0.set(Some(now));
+                now
+            }
+        }
+    }
+}
+
+/// The group's clock: tokio's, so that tests with paused time control expiry too.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The singleflight's error folded into the group's.
-fn flatten(result: Result<Bytes, alo_singleflight::Error<Error>>) -> Result<Bytes, Error> {
+fn flatten(result: Result<Found, alo_singleflight::Error<Error>>) -> Result<Found, Error> {
     result.map_err(|e| match e {
         alo_singleflight::Error::Failed(e) => e,
         alo_singleflight::Error::Panicked(message) => Error::Panicked(message),
@@ -404,17 +707,56 @@ impl GroupBuilder {
         self
     }
 
+    /// How long a value is served when its getter gives it no time to live of its own, and
+    /// a [`set`](Group::set) gives none (default: for as long as it stays in the cache).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.expiry.ttl = Some(ttl);
+        self
+    }
+
+    /// How long the getter's "not found" for a key is remembered (default: not at all). Within
+    /// it, gets of the key are answered [`Error::NotFound`] without asking the getter: one
+    /// origin request per key per window, however many gets. The price: a key created at the
+    /// origin in the meantime stays "not found" here until the window ends (or a `set` or
+    /// `remove` of it).
+    pub fn not_found_ttl(mut self, ttl: Duration) -> Self {
+        self.expiry.not_found_ttl = ttl;
+        self
+    }
+
+    /// How long past its expiry a value may still be served when its reload fails (default:
+    /// not at all). The caller gets the old value, marked [`Stale::IfError`], instead of the
+    /// error.
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.expiry.stale_if_error = window;
+        self
+    }
+
+    /// How long past its expiry a value is served at once, marked [`Stale::WhileRevalidate`],
+    /// while one background load per key reloads it (default: not at all).
+    pub fn stale_while_revalidate(mut self, window: Duration) -> Self {
+        self.expiry.stale_while_revalidate = window;
+        self
+    }
+
     /// The group.
     ///
     /// # Errors
     /// [`Error::EmptyName`] when the name is empty; [`Error::ZeroTimeout`] for a zero load
-    /// timeout.
+    /// timeout; [`Error::ZeroTtl`] for a zero default TTL.
+    ///
+    /// Built inside a tokio runtime, the group sweeps its expired entries once a second on a
+    /// task of its own, which ends when the group is dropped. Outside one, expired entries are
+    /// dropped only when a lookup finds them, or by eviction.
     pub fn build(self) -> Result<Group, Error> {
         if self.name.is_empty() {
             return Err(Error::EmptyName);
         }
         if self.load_timeout.is_zero() {
             return Err(Error::ZeroTimeout);
+        }
+        if self.expiry.ttl == Some(Duration::ZERO) {
+            return Err(Error::ZeroTtl);
         }
         let hot_bytes = match (&self.picker, self.max_bytes) {
             (None, _) => None,
@@ -426,34 +768,40 @@ impl GroupBuilder {
             0 => self.max_value_bytes,
             main => self.max_value_bytes.min(main),
         };
-        Ok(Group {
-            inner: Arc::new(Inner {
-                name: self.name,
-                getter: self.getter,
-                picker: self.picker,
-                main: cache(main_bytes, max_value_bytes),
-                hot: hot_bytes.map(|bytes| cache(bytes, max_value_bytes)),
-                remote: Flight::detached(spawn),
-                local: Flight::detached(spawn),
-                rng: Mutex::new(fastrand::Rng::with_seed(self.seed)),
-                counters: Counters::default(),
-                load_timeout: self.load_timeout,
-                max_value_bytes,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            name: self.name,
+            getter: self.getter,
+            picker: self.picker,
+            main: cache(main_bytes, max_value_bytes),
+            hot: hot_bytes.map(|bytes| cache(bytes, max_value_bytes)),
+            remote: Flight::detached(spawn),
+            local: Flight::detached(spawn),
+            ledger: Ledger::default(),
+            revalidating: Mutex::default(),
+            rng: Mutex::new(fastrand::Rng::with_seed(self.seed)),
+            counters: Counters::default(),
+            load_timeout: self.load_timeout,
+            max_value_bytes,
+            expiry: self.expiry,
+            has_deadlines: AtomicBool::new(false),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweep(Arc::downgrade(&inner)));
+        }
+        Ok(Group { inner })
     }
 }
 
 /// How a cache charges an entry: its key's and value's bytes and the entry's overhead.
-type Weigher = fn(&Bytes, &Bytes) -> usize;
+pub(crate) type Weigher = fn(&Bytes, &Expiring<Option<Bytes>>) -> usize;
 
-fn weigh(key: &Bytes, value: &Bytes) -> usize {
-    key.len() + value.len() + ENTRY_OVERHEAD
+fn weigh(key: &Bytes, entry: &Expiring<Option<Bytes>>) -> usize {
+    key.len() + entry.value.as_ref().map_or(0, Bytes::len) + ENTRY_OVERHEAD
 }
 
 /// A thread-safe LRU of `max_bytes`, in as many shards (up to 16) as leave each room for a value
 /// of `max_value_bytes`: the shard layout must never decide what is cached.
-fn cache(max_bytes: usize, max_value_bytes: usize) -> ShardedLru<Bytes, Bytes, Weigher> {
+fn cache(max_bytes: usize, max_value_bytes: usize) -> Cache {
     let per_shard = max_value_bytes.saturating_add(SHARD_SLACK);
     let shards = (max_bytes / per_shard).clamp(1, MAX_SHARDS);
     ShardedLru::with_weigher(max_bytes, shards, weigh as Weigher)
@@ -483,6 +831,7 @@ impl fmt::Debug for GroupBuilder {
             .field("max_value_bytes", &self.max_value_bytes)
             .field("load_timeout", &self.load_timeout)
             .field("peers", &self.picker.is_some())
+            .field("expiry", &self.expiry)
             .finish_non_exhaustive()
     }
 }

@@ -47,7 +47,10 @@ mod error;
 mod getter;
 mod group;
 mod groups;
+mod ledger;
 mod stats;
+mod value;
+mod write;
 
 pub use error::{Error, LoadError};
 pub use futures_util::future::BoxFuture;
@@ -58,6 +61,7 @@ pub use group::{
 };
 pub use groups::Groups;
 pub use stats::{CacheStats, GroupStats};
+pub use value::{Found, Loaded, Stale, Unreached, Written};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

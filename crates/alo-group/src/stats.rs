@@ -20,6 +20,11 @@ pub(crate) struct Counters {
     pub(crate) peer_load_errs: AtomicU64,
     pub(crate) load_timeouts: AtomicU64,
     pub(crate) values_too_large: AtomicU64,
+    pub(crate) sets: AtomicU64,
+    pub(crate) removes: AtomicU64,
+    pub(crate) purges: AtomicU64,
+    pub(crate) negative_hits: AtomicU64,
+    pub(crate) stale_serves: AtomicU64,
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -63,6 +68,19 @@ pub struct GroupStats {
     /// Values served but not cached because they are larger than the group's largest cacheable
     /// value (or than its cache).
     pub values_too_large: u64,
+    /// Values stored here by a set (from this node or a peer).
+    pub sets: u64,
+    /// Keys dropped here by a remove (from this node or a peer), whether or not they were held.
+    pub removes: u64,
+    /// Purges applied here (a cluster-wide purge applies two on each member).
+    pub purges: u64,
+    /// Entries of both caches dropped because their deadline had passed.
+    pub expired: u64,
+    /// Gets answered "not found" from a remembered "not found", without a load.
+    pub negative_hits: u64,
+    /// Gets answered with an expired value under a stale window (`stale_if_error` or
+    /// `stale_while_revalidate`). A stale value found in a cache counts as a cache hit too.
+    pub stale_serves: u64,
     /// The cache of keys this node owns or loaded.
     pub main_cache: CacheStats,
     /// The cache of copies of popular keys that other nodes own.
@@ -83,6 +101,8 @@ pub struct CacheStats {
     pub hits: u64,
     /// Entries evicted to stay within the budget.
     pub evictions: u64,
+    /// Entries dropped because their deadline had passed.
+    pub expired: u64,
 }
 
 impl Counters {
@@ -101,6 +121,12 @@ impl Counters {
             peer_load_errs: read(&self.peer_load_errs),
             load_timeouts: read(&self.load_timeouts),
             values_too_large: read(&self.values_too_large),
+            sets: read(&self.sets),
+            removes: read(&self.removes),
+            purges: read(&self.purges),
+            expired: main_cache.expired + hot_cache.expired,
+            negative_hits: read(&self.negative_hits),
+            stale_serves: read(&self.stale_serves),
             main_cache,
             hot_cache,
         }
@@ -116,6 +142,7 @@ impl CacheStats {
             gets: s.hits + s.misses,
             hits: s.hits,
             evictions: s.evictions,
+            expired: s.expired,
         }
     }
 }

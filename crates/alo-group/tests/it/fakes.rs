@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use alo_group::{BoxFuture, Getter, LoadError, PeerGetter, PeerPicker};
+use alo_group::{BoxFuture, Found, Getter, LoadError, Loaded, PeerGetter, PeerPicker};
 use bytes::Bytes;
 
 /// Answers `value:<key>` for every key but `missing` and `broken`, and counts its calls.
@@ -20,14 +20,14 @@ impl Source {
 }
 
 impl Getter for Source {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Bytes, LoadError>> {
+    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.keys.lock().expect("not poisoned").push(key.clone());
         Box::pin(async move {
             match &key[..] {
                 b"missing" => Err(LoadError::NotFound),
                 b"broken" => Err(LoadError::failed("origin down")),
-                _ => Ok(Bytes::from([&b"value:"[..], &key].concat())),
+                _ => Ok(Loaded::new([&b"value:"[..], &key].concat())),
             }
         })
     }
@@ -38,12 +38,17 @@ impl Getter for Source {
 #[derive(Default)]
 pub(crate) struct FakePeer {
     pub(crate) id: usize,
+    pub(crate) name: String,
     pub(crate) asked: Mutex<Vec<(String, Bytes)>>,
     pub(crate) failing: AtomicBool,
 }
 
 impl PeerGetter for FakePeer {
-    fn get<'a>(&'a self, group: &'a str, key: &'a [u8]) -> BoxFuture<'a, Result<Bytes, LoadError>> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get<'a>(&'a self, group: &'a str, key: &'a [u8]) -> BoxFuture<'a, Result<Found, LoadError>> {
         let key = Bytes::copy_from_slice(key);
         self.asked
             .lock()
@@ -60,9 +65,8 @@ impl PeerGetter for FakePeer {
                 }
                 _ => {}
             }
-            Ok(Bytes::from(
-                [format!("peer{}:", self.id).as_bytes(), &key[..]].concat(),
-            ))
+            let value = [format!("peer{}:", self.id).as_bytes(), &key[..]].concat();
+            Ok(Found::new(Bytes::from(value), None))
         })
     }
 }
@@ -80,6 +84,7 @@ impl Router {
             .map(|id| {
                 Arc::new(FakePeer {
                     id,
+                    name: format!("peer{id}"),
                     ..FakePeer::default()
                 })
             })

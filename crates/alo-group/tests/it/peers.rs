@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use alo_group::{Error, Group};
-use bytes::Bytes;
 
 use crate::fakes::{Router, Source};
 
@@ -92,11 +91,15 @@ impl alo_group::PeerPicker for NotFoundPeer {
 }
 
 impl alo_group::PeerGetter for NotFoundPeer {
+    fn name(&self) -> &str {
+        "not-found"
+    }
+
     fn get<'a>(
         &'a self,
         _group: &'a str,
         _key: &'a [u8],
-    ) -> alo_group::BoxFuture<'a, Result<Bytes, alo_group::LoadError>> {
+    ) -> alo_group::BoxFuture<'a, Result<alo_group::Found, alo_group::LoadError>> {
         Box::pin(async { Err(alo_group::LoadError::NotFound) })
     }
 }

@@ -1,0 +1,313 @@
+//! Writes: set, remove and purge, on this node and across the cluster.
+//!
+//! # Consistency
+//! A write applied on a node (`set_local`, `remove_local`, `purge_local`) is atomic there
+//! against loads: every load or peer fetch of the key that began before it still answers the
+//! callers that were waiting on it, but its value is not put into a cache (see the ledger), and
+//! a get that begins after it does not join such a load.
+//!
+//! Across the cluster, a write goes to the key's owner first and then to every other member, so
+//! that a member that drops its copy and fetches the key again meanwhile gets the new answer
+//! from the owner, not the old one:
+//! - `set`: the owner stores the value; then every other member drops its copy.
+//! - `remove`, `remove_keys`: each key's owner drops it; then every member drops the keys (one
+//!   request per member per round).
+//! - `purge`: every member drops everything, twice over: a copy fetched from a member not yet
+//!   purged in the first round is dropped by the second.
+//!
+//! When a write returns, every member it reached serves nothing loaded or fetched before the
+//! write began. A member it did not reach (listed in [`Written::unreachable`]) may go on
+//! serving its copy until the copy expires. Writes are not ordered against each other: two
+//! concurrent sets of one key may leave either value.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+
+use crate::group::Inner;
+use crate::stats::bump;
+use crate::{Error, Group, LoadError, PEER_MARGIN, PeerGetter, Unreached, Written};
+
+/// A member other than this node.
+type Peer = Arc<dyn PeerGetter>;
+
+impl Group {
+    /// Stores `key -> value` on the key's owner, to be served for `ttl` (`None`: the group's
+    /// default TTL, or for as long as it stays cached), and then has every other member drop its
+    /// copy of the key. The source of truth is not written: a value set here is served until it
+    /// expires or is evicted, and then loaded through the getter again.
+    ///
+    /// # Errors
+    /// [`Error::EmptyKey`]; [`Error::ZeroTtl`]; [`Error::ValueTooLarge`] above the largest
+    /// cacheable value; [`Error::Unreachable`] when the owner did not store the value, in which
+    /// case no other member was asked.
+    pub async fn set(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<Written, Error> {
+        let key = Bytes::copy_from_slice(key.as_ref());
+        let value = value.into();
+        self.inner.check_set(&key, &value, ttl)?;
+        let inner = &self.inner;
+        let owner = inner.picker.as_ref().and_then(|p| p.pick_owner(&key));
+        match &owner {
+            None => self.set_local(&key, value, ttl)?,
+            Some(peer) => {
+                let stored = inner.send(peer.set(&inner.name, &key, value, ttl)).await;
+                if let Err(e) = stored {
+                    tracing::warn!(group = %inner.name, owner = peer.name(), error = %e, "set: the owner did not store the value");
+                    return Err(Error::Unreachable(e.to_string().into()));
+                }
+            }
+        }
+        let keys = [key];
+        let others = self.members().into_iter().filter(|m| match (m, &owner) {
+            (Member::Local, None) => false,
+            (Member::Peer(p), Some(o)) => !Arc::ptr_eq(p, o),
+            _ => true,
+        });
+        let mut written = self.remove_on(others.collect(), &keys).await;
+        written.members += 1;
+        Ok(written)
+    }
+
+    /// Removes `key` from the cluster: its owner drops it, then every member drops its copy.
+    /// A load of the key in flight anywhere the removal reached still answers its waiting
+    /// callers, but its value is kept nowhere.
+    ///
+    /// # Errors
+    /// [`Error::EmptyKey`].
+    pub async fn remove(&self, key: impl AsRef<[u8]>) -> Result<Written, Error> {
+        self.remove_keys(&[Bytes::copy_from_slice(key.as_ref())])
+            .await
+    }
+
+    /// Removes `keys` from the cluster as [`remove`](Group::remove) does, with one request per
+    /// member per round: first to each key's owner, then to every member.
+    ///
+    /// # Errors
+    /// [`Error::EmptyKey`] when any key is empty; nothing is removed then.
+    pub async fn remove_keys(&self, keys: &[Bytes]) -> Result<Written, Error> {
+        if keys.iter().any(Bytes::is_empty) {
+            return Err(Error::EmptyKey);
+        }
+        let inner = &self.inner;
+        // Round 1: each owner its own keys.
+        let mut mine = Vec::new();
+        let mut owners: HashMap<*const (), (Peer, Vec<Bytes>)> = HashMap::new();
+        for key in keys {
+            match inner.picker.as_ref().and_then(|p| p.pick_owner(key)) {
+                None => mine.push(key.clone()),
+                Some(peer) => {
+                    let id = Arc::as_ptr(&peer).cast::<()>();
+                    owners
+                        .entry(id)
+                        .or_insert((peer, Vec::new()))
+                        .1
+                        .push(key.clone());
+                }
+            }
+        }
+        self.remove_local(&mine);
+        let sent = owners.values().map(|(peer, keys)| async move {
+            (peer, inner.send(peer.remove(&inner.name, keys)).await)
+        });
+        let mut unreachable = Vec::new();
+        for (peer, result) in join_all(sent).await {
+            if let Err(e) = result {
+                note(&mut unreachable, peer, &e);
+            }
+        }
+        // Round 2: every member all the keys.
+        let mut written = self.remove_on(self.members(), keys).await;
+        for u in unreachable {
+            if !written.unreachable.iter().any(|w| w.peer == u.peer) {
+                written.unreachable.push(u);
+            }
+        }
+        Ok(written)
+    }
+
+    /// Empties the group on every member, in two rounds (see the module docs).
+    pub async fn purge(&self) -> Written {
+        let inner = &self.inner;
+        let mut written = Written::default();
+        for _round in 0..2 {
+            self.purge_local();
+            let peers = self.peers();
+            written.members = peers.len() + 1;
+            let sent = peers
+                .iter()
+                .map(|peer| async move { (peer, inner.send(peer.purge(&inner.name)).await) });
+            for (peer, result) in join_all(sent).await {
+                if let Err(e) = result {
+                    note(&mut written.unreachable, peer, &e);
+                }
+            }
+        }
+        written.unreachable.iter().for_each(|u| {
+            tracing::warn!(group = %inner.name, peer = %u.peer, reason = %u.reason, "purge did not reach a member");
+        });
+        written
+    }
+
+    /// Stores `key -> value` here, as the key's owner, for `ttl` (`None`: the group's default):
+    /// what a peer's set is answered with. Loads of the key in flight here keep their value
+    /// out of the caches; the hot copy, if any, is dropped.
+    ///
+    /// # Errors
+    /// [`Error::EmptyKey`]; [`Error::ZeroTtl`]; [`Error::ValueTooLarge`] above the largest
+    /// cacheable value.
+    pub fn set_local(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        let inner = &self.inner;
+        let key = Bytes::copy_from_slice(key.as_ref());
+        let value = value.into();
+        inner.check_set(&key, &value, ttl)?;
+        let stored = inner.store(key, &value, ttl);
+        if !stored {
+            return Err(Error::ValueTooLarge {
+                bytes: value.len(),
+                max: inner.max_value_bytes,
+            });
+        }
+        bump(&inner.counters.sets);
+        Ok(())
+    }
+
+    /// Drops `keys` from both caches here: what a peer's remove is answered with. Loads of them
+    /// in flight here keep their value out of the caches, and gets that begin after this
+    /// returns start new loads.
+    pub fn remove_local(&self, keys: &[Bytes]) {
+        if keys.is_empty() {
+            return;
+        }
+        let inner = &self.inner;
+        inner.ledger.write(keys, || {
+            for key in keys {
+                inner.remote.forget(key);
+                inner.local.forget(key);
+                inner.main.remove(key);
+                if let Some(hot) = &inner.hot {
+                    hot.remove(key);
+                }
+            }
+        });
+        inner
+            .counters
+            .removes
+            .fetch_add(keys.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Drops every entry here: what a peer's purge is answered with. Loads in flight here keep
+    /// their values out of the caches, and gets that begin after this returns start new loads.
+    pub fn purge_local(&self) {
+        let inner = &self.inner;
+        inner.ledger.purge(|| {
+            inner.remote.forget_all();
+            inner.local.forget_all();
+            inner.main.clear();
+            if let Some(hot) = &inner.hot {
+                hot.clear();
+            }
+        });
+        bump(&inner.counters.purges);
+    }
+
+    /// Has `members` drop `keys`: this node at once, the others in parallel.
+    async fn remove_on(&self, members: Vec<Member>, keys: &[Bytes]) -> Written {
+        let inner = &self.inner;
+        let mut written = Written {
+            members: members.len(),
+            unreachable: Vec::new(),
+        };
+        let mut sends = Vec::new();
+        for member in &members {
+            match member {
+                Member::Local => self.remove_local(keys),
+                Member::Peer(peer) => sends
+                    .push(async move { (peer, inner.send(peer.remove(&inner.name, keys)).await) }),
+            }
+        }
+        for (peer, result) in join_all(sends).await {
+            if let Err(e) = result {
+                note(&mut written.unreachable, peer, &e);
+            }
+        }
+        for u in &written.unreachable {
+            tracing::warn!(group = %inner.name, peer = %u.peer, reason = %u.reason, "remove did not reach a member");
+        }
+        written
+    }
+
+    /// This node and every other member.
+    fn members(&self) -> Vec<Member> {
+        let mut members = vec![Member::Local];
+        members.extend(self.peers().into_iter().map(Member::Peer));
+        members
+    }
+
+    fn peers(&self) -> Vec<Peer> {
+        self.inner
+            .picker
+            .as_ref()
+            .map(|p| p.other_members())
+            .unwrap_or_default()
+    }
+}
+
+impl Inner {
+    fn check_set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+        if key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        if ttl == Some(Duration::ZERO) {
+            return Err(Error::ZeroTtl);
+        }
+        if value.len() > self.max_value_bytes {
+            return Err(Error::ValueTooLarge {
+                bytes: value.len(),
+                max: self.max_value_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// One write to a peer, with as long as a load would have.
+    async fn send(
+        &self,
+        write: impl Future<Output = Result<(), LoadError>>,
+    ) -> Result<(), LoadError> {
+        let wait = self.load_timeout + PEER_MARGIN;
+        tokio::time::timeout(wait, write).await.unwrap_or_else(|_| {
+            Err(LoadError::unreachable(format_args!(
+                "no answer within {wait:?}"
+            )))
+        })
+    }
+}
+
+/// Where a write is applied.
+enum Member {
+    Local,
+    Peer(Peer),
+}
+
+/// Adds `peer` to `unreachable` unless it is there already.
+fn note(unreachable: &mut Vec<Unreached>, peer: &Peer, error: &LoadError) {
+    if !unreachable.iter().any(|u| u.peer == peer.name()) {
+        unreachable.push(Unreached {
+            peer: peer.name().to_string(),
+            reason: error.to_string().into(),
+        });
+    }
+}
