@@ -1,7 +1,11 @@
 //! Public behaviour of alo-group, in one test binary.
 
+mod expiry;
 mod fakes;
 mod lifetime;
 mod local;
+mod net;
 mod peers;
+mod race;
 mod registry;
+mod writes;
