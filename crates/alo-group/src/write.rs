@@ -99,17 +99,14 @@ impl Group {
         let inner = &self.inner;
         // Round 1: each owner its own keys.
         let mut mine = Vec::new();
-        let mut owners: HashMap<*const (), (Peer, Vec<Bytes>)> = HashMap::new();
+        let mut owners: HashMap<String, (Peer, Vec<Bytes>)> = HashMap::new();
         for key in keys {
             match inner.picker.as_ref().and_then(|p| p.pick_owner(key)) {
                 None => mine.push(key.clone()),
                 Some(peer) => {
-                    let id = Arc::as_ptr(&peer).cast::<()>();
-                    owners
-                        .entry(id)
-                        .or_insert((peer, Vec::new()))
-                        .1
-                        .push(key.clone());
+                    let name = peer.name().to_string();
+                    let (_, keys) = owners.entry(name).or_insert((peer, Vec::new()));
+                    keys.push(key.clone());
                 }
             }
         }

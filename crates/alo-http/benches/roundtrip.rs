@@ -133,6 +133,7 @@ impl Asker {
             .get(GROUP, &self.key)
             .await
             .expect("the owner answers")
+            .value
     }
 }
 

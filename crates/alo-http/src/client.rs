@@ -6,24 +6,27 @@ use std::pin::pin;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use alo_group::{BoxFuture, LoadError, PeerGetter};
+use alo_group::{BoxFuture, Found, LoadError, PeerGetter, Stale};
 use bytes::Bytes;
-use http::{Request, StatusCode, response};
-use http_body_util::{BodyExt, Empty, Limited};
+use http::{Method, Request, StatusCode, response};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::health::{Change, Health, HealthOptions, PeerStats};
-use crate::protocol::{self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND};
+use crate::protocol::{
+    self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, STALE_HEADER, TTL_HEADER,
+};
 use crate::{AUTH_HEADER, PeerSecrets};
 
 /// The pooled client every peer getter of a pool shares: one connection pool per process.
-pub(crate) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// A [`PeerGetter`] that asks one peer over HTTP.
 ///
 /// What the peer's answer means for the group (see the crate README for the protocol):
-/// - `200`: the value. `404 not-found`, `400 invalid-key`, `502 load-failed` and
+/// - `200`: the value, with the time the owner has left on it (`x-alo-ttl-ms`) and whether it
+///   was served stale (`x-alo-stale`). `404 not-found`, `400 invalid-key`, `502 load-failed` and
 ///   `504 load-timeout`: the owner's answer, returned to the caller as it is, so the key is
 ///   not loaded a second time here.
 /// - No answer: the connection was refused, did not connect within the connect timeout, was
@@ -101,7 +104,7 @@ impl HttpGetter {
         self.inner.health.stats()
     }
 
-    async fn fetch(&self, group: &str, key: &[u8]) -> Result<Bytes, LoadError> {
+    async fn fetch(&self, group: &str, key: &[u8]) -> Result<Found, LoadError> {
         let peer = &self.inner;
         let health = &peer.health;
         if health.is_down() {
@@ -112,7 +115,8 @@ impl HttpGetter {
             peer.url,
             protocol::path(&peer.base_path, group, key)
         );
-        let mut exchange = pin!(tokio::time::timeout(peer.timeout, peer.exchange(uri)));
+        let exchange = peer.exchange(Method::GET, uri, Bytes::new());
+        let mut exchange = pin!(tokio::time::timeout(peer.timeout, exchange));
         let mut went_down = pin!(health.went_down());
         let answer = loop {
             tokio::select! {
@@ -146,14 +150,44 @@ impl HttpGetter {
         health.success();
         peer.interpret(&parts, body)
     }
+
+    /// One write: `method` on `path` with `body`, answered `204` when the peer applied it.
+    /// Sent whatever the peer's health: a write must reach a member, or report that it did not.
+    async fn write(&self, method: Method, path: String, body: Bytes) -> Result<(), LoadError> {
+        let peer = &self.inner;
+        let uri = format!("{}{path}", peer.url);
+        let answer = tokio::time::timeout(peer.timeout, peer.exchange(method, uri, body)).await;
+        match answer {
+            Ok(Ok((parts, _))) if parts.status == StatusCode::NO_CONTENT => Ok(()),
+            Ok(Ok((parts, body))) => {
+                let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+                Err(LoadError::unreachable(format_args!(
+                    "{} answered {}: {}",
+                    peer.url,
+                    parts.status,
+                    text.trim_end()
+                )))
+            }
+            Ok(Err(no_answer)) => Err(LoadError::unreachable(no_answer.reason)),
+            Err(_) => Err(LoadError::unreachable(format_args!(
+                "{}: no answer within {:?}",
+                peer.url, peer.timeout
+            ))),
+        }
+    }
 }
 
 impl Peer {
     /// One request and its whole response body.
-    async fn exchange(&self, uri: String) -> Result<(response::Parts, Bytes), NoAnswer> {
+    async fn exchange(
+        &self,
+        method: Method,
+        uri: String,
+        body: Bytes,
+    ) -> Result<(response::Parts, Bytes), NoAnswer> {
         let no_answer = |reason: String, peer_fault| NoAnswer { reason, peer_fault };
         let request = self
-            .request(&uri)
+            .request(method, &uri, body)
             .map_err(|e| no_answer(format!("{}: bad request: {e}", self.url), false))?;
         let response = self.client.request(request).await.map_err(|e| {
             let what = if e.is_connect() { "connect" } else { "request" };
@@ -177,20 +211,25 @@ impl Peer {
         Ok((parts, body))
     }
 
-    /// A `GET` of `uri` (this peer's URL and a path), with its proof when the cluster has
+    /// A request for `uri` (this peer's URL and a path), with its proof when the cluster has
     /// secrets.
-    fn request(&self, uri: &str) -> Result<Request<Empty<Bytes>>, http::Error> {
-        let mut request = Request::get(uri);
+    fn request(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>, http::Error> {
+        let mut request = Request::builder().method(method.clone()).uri(uri);
         if let Some(secrets) = &self.secrets {
             let path = &uri[self.url.len()..];
-            let proof = secrets.proof("GET", path, b"", std::time::SystemTime::now());
+            let proof = secrets.proof(method.as_str(), path, &body, std::time::SystemTime::now());
             request = request.header(AUTH_HEADER, proof);
         }
-        request.body(Empty::new())
+        request.body(Full::new(body))
     }
 
     /// What an answer means for the group.
-    fn interpret(&self, parts: &response::Parts, body: Bytes) -> Result<Bytes, LoadError> {
+    fn interpret(&self, parts: &response::Parts, body: Bytes) -> Result<Found, LoadError> {
         let code = parts
             .headers
             .get(ERROR_HEADER)
@@ -200,7 +239,7 @@ impl Peer {
             text.trim_end().to_string()
         };
         match (parts.status, code) {
-            (StatusCode::OK, _) => Ok(body),
+            (StatusCode::OK, _) => Ok(found(parts, body)),
             (StatusCode::NOT_FOUND, Some(NOT_FOUND)) => Err(LoadError::NotFound),
             (StatusCode::BAD_REQUEST, Some(INVALID_KEY)) => {
                 let text = text();
@@ -247,7 +286,7 @@ impl Peer {
     async fn probe(&self) -> Result<(), String> {
         let uri = format!("{}{}", self.url, self.base_path);
         let request = self
-            .request(&uri)
+            .request(Method::GET, &uri, Bytes::new())
             .map_err(|e| format!("{}: bad probe: {e}", self.url))?;
         let limit = self.health.options().probe_timeout;
         match tokio::time::timeout(limit, self.client.request(request)).await {
@@ -287,9 +326,77 @@ async fn revive(peer: Weak<Peer>) {
     }
 }
 
+/// A `200`'s value with its freshness. A value marked stale, or whose time to live cannot be
+/// read, is served and not kept.
+fn found(parts: &response::Parts, body: Bytes) -> Found {
+    let stale = match parts.headers.get(STALE_HEADER).map(|v| v.as_bytes()) {
+        None => None,
+        Some(b"while-revalidate") => Some(Stale::WhileRevalidate),
+        Some(_) => Some(Stale::IfError),
+    };
+    if let Some(why) = stale {
+        return Found::stale(body, why);
+    }
+    let ttl = parts
+        .headers
+        .get(TTL_HEADER)
+        .map(|v| protocol::parse_ttl(v.as_bytes()).unwrap_or(Duration::ZERO));
+    Found::new(body, ttl)
+}
+
 impl PeerGetter for HttpGetter {
-    fn get<'a>(&'a self, group: &'a str, key: &'a [u8]) -> BoxFuture<'a, Result<Bytes, LoadError>> {
+    fn name(&self) -> &str {
+        &self.inner.url
+    }
+
+    fn get<'a>(&'a self, group: &'a str, key: &'a [u8]) -> BoxFuture<'a, Result<Found, LoadError>> {
         Box::pin(self.fetch(group, key))
+    }
+
+    fn set<'a>(
+        &'a self,
+        group: &'a str,
+        key: &'a [u8],
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let mut path = protocol::path(&self.inner.base_path, group, key);
+            // In the query, so that a proof, which covers the path and query, covers it too.
+            if let Some(ttl) = ttl {
+                let ms = ttl.as_millis().max(1);
+                path.push_str(&format!("?{}={ms}", protocol::TTL_QUERY));
+            }
+            self.write(Method::PUT, path, value).await
+        })
+    }
+
+    fn remove<'a>(
+        &'a self,
+        group: &'a str,
+        keys: &'a [Bytes],
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let base = &self.inner.base_path;
+            match keys {
+                [key] => {
+                    let path = protocol::path(base, group, key);
+                    self.write(Method::DELETE, path, Bytes::new()).await
+                }
+                keys => {
+                    let path = protocol::group_path(base, group);
+                    self.write(Method::POST, path, protocol::encode_keys(keys))
+                        .await
+                }
+            }
+        })
+    }
+
+    fn purge<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let path = protocol::group_path(&self.inner.base_path, group);
+            self.write(Method::DELETE, path, Bytes::new()).await
+        })
     }
 }
 

@@ -60,9 +60,10 @@ pub use error::Error;
 pub use health::PeerStats;
 pub use pool::{DEFAULT_CONNECT_TIMEOUT, HttpPool, PoolOptions};
 pub use protocol::{
-    ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, UNAUTHORIZED, UNKNOWN_GROUP,
+    ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, STALE_HEADER, TOO_LARGE,
+    TTL_HEADER, TTL_QUERY, UNAUTHORIZED, UNKNOWN_GROUP,
 };
-pub use server::{Asker, DEFAULT_MAX_KEY_BYTES, ServerOptions, respond, serve};
+pub use server::{Asker, DEFAULT_MAX_KEY_BYTES, ServerOptions, respond, respond_write, serve};
 
 /// The path under which groups are served unless configured otherwise.
 pub const DEFAULT_BASE_PATH: &str = "/_alo/";

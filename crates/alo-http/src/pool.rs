@@ -275,6 +275,21 @@ impl PeerPicker for HttpPool {
         }
         Some(Arc::clone(getter) as Arc<dyn PeerGetter>)
     }
+
+    fn pick_owner(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+        let view = self.view();
+        let owner = view.ring.node_for(key)?;
+        let getter = view.getters.get(owner)?;
+        Some(Arc::clone(getter) as Arc<dyn PeerGetter>)
+    }
+
+    fn other_members(&self) -> Vec<Arc<dyn PeerGetter>> {
+        let view = self.view();
+        let getters = view.getters.values();
+        getters
+            .map(|g| Arc::clone(g) as Arc<dyn PeerGetter>)
+            .collect()
+    }
 }
 
 impl fmt::Debug for HttpPool {

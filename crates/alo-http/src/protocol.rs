@@ -1,5 +1,9 @@
-//! The wire format of peer requests: `GET {base}{group}/{key}`, both percent-encoded.
+//! The wire format of peer requests: `{base}{group}/{key}` (`GET`, `PUT`, `DELETE`) and
+//! `{base}{group}` (`POST` a batch remove, `DELETE` a purge), both percent-encoded.
 
+use std::time::Duration;
+
+use bytes::Bytes;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, utf8_percent_encode};
 
 /// Everything but RFC 3986's unreserved characters is encoded, `/` included, so a key holding
@@ -26,6 +30,88 @@ pub const LOAD_FAILED: &str = "load-failed";
 pub const LOAD_TIMEOUT: &str = "load-timeout";
 /// `x-alo-error` of a 401: the node has peer secrets and the request proved none of them.
 pub const UNAUTHORIZED: &str = "unauthorized";
+/// `x-alo-error` of a 413: a set's value is larger than the group caches.
+pub const TOO_LARGE: &str = "too-large";
+
+/// How long a value stays fresh, in whole milliseconds: on a `200`, the time the answering node
+/// has left on it (absent when the value does not expire); on a `PUT` to a node's client API,
+/// the time to live asked for (absent for the group's default). Remaining time, not an instant,
+/// so that clock skew between nodes cannot keep a value alive.
+pub const TTL_HEADER: &str = "x-alo-ttl-ms";
+/// On a `200`: the value has expired and is served under a stale window, `if-error` or
+/// `while-revalidate`. It may not be kept.
+pub const STALE_HEADER: &str = "x-alo-stale";
+
+/// The query parameter of a peer's `PUT` that carries the time to live, in whole milliseconds.
+pub const TTL_QUERY: &str = "ttl-ms";
+
+/// The time to live of a peer's `PUT`, from its query: `Ok(None)` without one.
+pub(crate) fn ttl_from_query(query: Option<&str>) -> Result<Option<Duration>, &'static str> {
+    let Some(query) = query else { return Ok(None) };
+    let mut ttl = None;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some((TTL_QUERY, value)) if ttl.is_none() => {
+                ttl = Some(
+                    parse_ttl(value.as_bytes())
+                        .ok_or("ttl-ms must be a whole number of milliseconds, at least 1")?,
+                );
+            }
+            _ => return Err("the only query parameter is one ttl-ms"),
+        }
+    }
+    Ok(ttl)
+}
+
+/// A time to live from its header: whole milliseconds, at least 1.
+pub(crate) fn parse_ttl(value: &[u8]) -> Option<Duration> {
+    let text = std::str::from_utf8(value).ok()?;
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let ms: u64 = text.parse().ok()?;
+    (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+/// The path of a group's batch remove and purge: `{base}{group}`.
+pub(crate) fn group_path(base: &str, group: &str) -> String {
+    let mut path = String::with_capacity(base.len() + group.len());
+    path.push_str(base);
+    path.extend(utf8_percent_encode(group, COMPONENT));
+    path
+}
+
+/// Splits and decodes `{base}{group}`.
+pub(crate) fn parse_group(base: &str, path: &str) -> Result<String, PathError> {
+    let rest = path.strip_prefix(base).ok_or(PathError::Malformed(
+        "the path does not start with the base path",
+    ))?;
+    if rest.is_empty() || rest.contains('/') {
+        return Err(PathError::Malformed("expected {group}"));
+    }
+    String::from_utf8(decode(rest)?).map_err(|_| PathError::Malformed("the group is not UTF-8"))
+}
+
+/// The body of a batch remove: each key percent-encoded, one per line.
+pub(crate) fn encode_keys(keys: &[Bytes]) -> Bytes {
+    let mut body = String::new();
+    for key in keys {
+        body.extend(percent_encoding::percent_encode(key, COMPONENT));
+        body.push('\n');
+    }
+    Bytes::from(body)
+}
+
+/// The keys of a batch remove's body; an empty line or a bad escape refuses the whole batch.
+pub(crate) fn decode_keys(body: &[u8]) -> Result<Vec<Bytes>, PathError> {
+    let text = std::str::from_utf8(body).map_err(|_| PathError::BadEncoding)?;
+    text.lines()
+        .map(|line| match line {
+            "" => Err(PathError::Malformed("an empty key")),
+            line => decode(line).map(Bytes::from),
+        })
+        .collect()
+}
 
 /// The path of a request for `key` of `group`, under `base` (which ends in `/`).
 pub(crate) fn path(base: &str, group: &str, key: &[u8]) -> String {
@@ -128,5 +214,40 @@ mod tests {
         ));
         assert_eq!(parse("/_alo/", "/_alo/g/%zz"), Err(PathError::BadEncoding));
         assert_eq!(parse("/_alo/", "/_alo/g/ab%4"), Err(PathError::BadEncoding));
+    }
+
+    #[test]
+    fn group_paths_round_trip_and_refuse_keys() {
+        let p = group_path("/_alo/", "grp one");
+        assert_eq!(parse_group("/_alo/", &p), Ok("grp one".to_string()));
+        assert!(parse_group("/_alo/", "/_alo/").is_err());
+        assert!(parse_group("/_alo/", "/_alo/g/k").is_err());
+    }
+
+    #[test]
+    fn batches_of_any_keys_round_trip() {
+        let keys = [
+            Bytes::from_static(b"plain"),
+            Bytes::from_static(b"line\nbreak"),
+            Bytes::from_static(b"\xff\x00"),
+        ];
+        assert_eq!(decode_keys(&encode_keys(&keys)), Ok(keys.to_vec()));
+        assert!(decode_keys(b"a\n\nb\n").is_err(), "an empty key");
+        assert!(decode_keys(b"a%zz\n").is_err());
+    }
+
+    #[test]
+    fn ttls_are_positive_whole_milliseconds() {
+        assert_eq!(parse_ttl(b"1500"), Some(Duration::from_millis(1500)));
+        for bad in [
+            &b""[..],
+            b"0",
+            b"-1",
+            b"1.5",
+            b" 1",
+            b"99999999999999999999999",
+        ] {
+            assert_eq!(parse_ttl(bad), None, "{bad:?}");
+        }
     }
 }

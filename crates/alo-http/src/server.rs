@@ -4,17 +4,17 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alo_group::{Error as GroupError, Groups};
+use alo_group::{Error as GroupError, Found, Group, Groups, Written};
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header, request};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
 use crate::conn::{Limits, serve_with};
 use crate::protocol::{
-    self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PathError, UNAUTHORIZED,
-    UNKNOWN_GROUP,
+    self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PathError, STALE_HEADER,
+    TOO_LARGE, TTL_HEADER, UNAUTHORIZED, UNKNOWN_GROUP,
 };
 use crate::{AUTH_HEADER, PeerSecrets};
 use crate::{DEFAULT_BASE_PATH, Error};
@@ -28,6 +28,7 @@ pub const DEFAULT_MAX_KEY_BYTES: usize = 250;
 pub struct ServerOptions {
     base_path: String,
     max_key_bytes: usize,
+    max_body_bytes: usize,
     pub(crate) limits: Limits,
     /// When set, [`serve`] answers only requests that prove one of them.
     secrets: Option<PeerSecrets>,
@@ -38,6 +39,7 @@ impl Default for ServerOptions {
         ServerOptions {
             base_path: DEFAULT_BASE_PATH.to_string(),
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+            max_body_bytes: alo_group::DEFAULT_MAX_VALUE_BYTES,
             limits: Limits::default(),
             secrets: None,
         }
@@ -65,6 +67,14 @@ impl ServerOptions {
     /// The longest key accepted, in bytes after decoding; longer ones get 414.
     pub fn max_key_bytes(mut self, max_key_bytes: usize) -> Self {
         self.max_key_bytes = max_key_bytes;
+        self
+    }
+
+    /// The largest request body (a set's value, a batch remove's keys), in bytes (default
+    /// `alo_group::DEFAULT_MAX_VALUE_BYTES`, 16 MiB); a larger one gets 413. Keep it at least the
+    /// groups' largest cacheable value.
+    pub fn max_body_bytes(mut self, max_body_bytes: usize) -> Self {
+        self.max_body_bytes = max_body_bytes;
         self
     }
 
@@ -167,22 +177,276 @@ pub async fn serve(
         let shared = Arc::clone(&shared);
         async move {
             let (groups, options) = &*shared;
-            if let Some(secrets) = &options.secrets {
-                let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-                let proof = req.headers().get(AUTH_HEADER).map(|v| v.as_bytes());
-                // Peer requests carry no body (`GET`, `HEAD`): the digest is of nothing.
-                let now = std::time::SystemTime::now();
-                if !secrets.verify(req.method().as_str(), path, b"", proof, now) {
-                    let mut resp = text(StatusCode::UNAUTHORIZED, "peer authentication failed\n");
-                    resp.headers_mut()
-                        .insert(ERROR_HEADER, HeaderValue::from_static(UNAUTHORIZED));
-                    return resp;
-                }
+            if !is_write(req.method()) && !is_read(req.method()) {
+                return not_allowed();
             }
-            respond(req, groups, options, Asker::Peer).await
+            if is_read(req.method()) {
+                // Reads carry no body: the proof's digest is of nothing.
+                if !proven(options, req.method(), req.uri(), req.headers(), b"") {
+                    return unauthorized();
+                }
+                return respond(req, groups, options, Asker::Peer).await;
+            }
+            let (parts, body) = req.into_parts();
+            let body = match read_body(body, options).await {
+                Ok(body) => body,
+                Err(resp) => return resp,
+            };
+            if !proven(options, &parts.method, &parts.uri, &parts.headers, &body) {
+                return unauthorized();
+            }
+            write(&parts, body, groups, options, Asker::Peer).await
         }
     };
     serve_with(listener, options, handler, shutdown).await
+}
+
+/// Whether a request proves one of the node's peer secrets, or the node has none.
+fn proven(
+    options: &ServerOptions,
+    method: &Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> bool {
+    let Some(secrets) = &options.secrets else {
+        return true;
+    };
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let proof = headers.get(AUTH_HEADER).map(|v| v.as_bytes());
+    secrets.verify(
+        method.as_str(),
+        path,
+        body,
+        proof,
+        std::time::SystemTime::now(),
+    )
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    coded(
+        StatusCode::UNAUTHORIZED,
+        UNAUTHORIZED,
+        "peer authentication failed",
+    )
+}
+
+fn is_read(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD)
+}
+
+fn is_write(method: &Method) -> bool {
+    matches!(*method, Method::PUT | Method::DELETE | Method::POST)
+}
+
+/// A request's whole body, within the body limit and the header read timeout (a body sent a
+/// byte at a time must not hold the connection longer than a head may).
+async fn read_body(
+    body: Incoming,
+    options: &ServerOptions,
+) -> Result<Bytes, Response<Full<Bytes>>> {
+    let limit = options.max_body_bytes;
+    let read = Limited::new(body, limit).collect();
+    match tokio::time::timeout(options.limits.header_read_timeout, read).await {
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(coded(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                TOO_LARGE,
+                "the body is larger than the node accepts",
+            ))
+        }
+        Ok(Err(_)) => Err(text(
+            StatusCode::BAD_REQUEST,
+            "the body could not be read\n",
+        )),
+        Err(_) => Err(text(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body took too long\n",
+        )),
+    }
+}
+
+/// Answers a write with the statuses of the wire protocol (see the crate README):
+/// `PUT {base}{group}/{key}` sets the key, `DELETE {base}{group}/{key}` removes it,
+/// `POST {base}{group}` removes the keys of its body (one percent-encoded key per line) and
+/// `DELETE {base}{group}` purges the group. A [`Asker::Peer`]'s write is applied on this node
+/// alone (`Group::set_local` and the like) and answered `204`. A [`Asker::Client`]'s goes to the
+/// whole cluster (`Group::set` and the like) and is answered `200` with a JSON report,
+/// `{"members": 3, "unreachable": 0}`; the members it did not reach are logged, not shown. The
+/// time to live of a set is `x-alo-ttl-ms` for a client, the `ttl-ms` query for a peer.
+pub async fn respond_write(
+    req: Request<Incoming>,
+    groups: &Groups,
+    options: &ServerOptions,
+    asker: Asker,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    match read_body(body, options).await {
+        Ok(body) => write(&parts, body, groups, options, asker).await,
+        Err(resp) => resp,
+    }
+}
+
+async fn write(
+    parts: &request::Parts,
+    body: Bytes,
+    groups: &Groups,
+    options: &ServerOptions,
+    asker: Asker,
+) -> Response<Full<Bytes>> {
+    let path = parts.uri.path();
+    let method = &parts.method;
+    let target = match *method {
+        Method::PUT => protocol::parse(&options.base_path, path).map(|(g, k)| (g, Some(k))),
+        Method::DELETE => match protocol::parse_group(&options.base_path, path) {
+            Ok(group) => Ok((group, None)),
+            Err(_) => protocol::parse(&options.base_path, path).map(|(g, k)| (g, Some(k))),
+        },
+        Method::POST => protocol::parse_group(&options.base_path, path).map(|g| (g, None)),
+        _ => return not_allowed(),
+    };
+    let (group_name, key) = match target {
+        Ok(target) => target,
+        Err(e) => return bad_path(e),
+    };
+    if key
+        .as_ref()
+        .is_some_and(|k| k.len() > options.max_key_bytes)
+    {
+        let why = format!("the key is longer than {} bytes\n", options.max_key_bytes);
+        return text(StatusCode::URI_TOO_LONG, why);
+    }
+    let Some(group) = groups.get(&group_name) else {
+        return unknown_group(&group_name);
+    };
+    match (method.clone(), key) {
+        (Method::PUT, Some(key)) => {
+            let ttl = match asker {
+                Asker::Peer => protocol::ttl_from_query(parts.uri.query()),
+                Asker::Client => match parts.headers.get(TTL_HEADER) {
+                    None => Ok(None),
+                    Some(v) => protocol::parse_ttl(v.as_bytes())
+                        .map(Some)
+                        .ok_or("x-alo-ttl-ms must be a whole number of milliseconds, at least 1"),
+                },
+            };
+            let ttl = match ttl {
+                Ok(ttl) => ttl,
+                Err(why) => return text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+            };
+            match asker {
+                Asker::Peer => written(group.set_local(&key, body, ttl).map(|()| None)),
+                Asker::Client => written(group.set(&key, body, ttl).await.map(Some)),
+            }
+        }
+        (Method::DELETE, Some(key)) => {
+            let keys = [Bytes::from(key)];
+            remove(&group, &keys, asker).await
+        }
+        (Method::POST, None) => match protocol::decode_keys(&body) {
+            Ok(keys) if keys.is_empty() => text(StatusCode::BAD_REQUEST, "no keys to remove\n"),
+            Ok(keys) if keys.iter().any(|k| k.len() > options.max_key_bytes) => {
+                let why = format!("a key is longer than {} bytes\n", options.max_key_bytes);
+                text(StatusCode::URI_TOO_LONG, why)
+            }
+            Ok(keys) => remove(&group, &keys, asker).await,
+            Err(e) => bad_path(e),
+        },
+        (_, _) => match asker {
+            Asker::Peer => {
+                group.purge_local();
+                written(Ok(None))
+            }
+            Asker::Client => written(Ok(Some(group.purge().await))),
+        },
+    }
+}
+
+async fn remove(group: &Group, keys: &[Bytes], asker: Asker) -> Response<Full<Bytes>> {
+    match asker {
+        Asker::Peer => {
+            group.remove_local(keys);
+            written(Ok(None))
+        }
+        Asker::Client => written(group.remove_keys(keys).await.map(Some)),
+    }
+}
+
+/// The answer to a write: `204` for a peer's, `200` with the report for a client's.
+fn written(result: Result<Option<Written>, GroupError>) -> Response<Full<Bytes>> {
+    match result {
+        Ok(None) => {
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::NO_CONTENT;
+            resp
+        }
+        Ok(Some(report)) => {
+            let body = format!(
+                "{{\"members\": {}, \"unreachable\": {}}}\n",
+                report.members,
+                report.unreachable.len()
+            );
+            let mut resp = Response::new(Full::new(Bytes::from(body)));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(GroupError::ValueTooLarge { max, .. }) => {
+            let why = format!("the value is larger than the {max} bytes a value may have");
+            let mut resp = text(StatusCode::PAYLOAD_TOO_LARGE, format!("{why}\n"));
+            resp.headers_mut()
+                .insert(ERROR_HEADER, HeaderValue::from_static(TOO_LARGE));
+            resp
+        }
+        Err(GroupError::EmptyKey) => text(StatusCode::BAD_REQUEST, "the key is empty\n"),
+        Err(GroupError::ZeroTtl) => text(StatusCode::BAD_REQUEST, "the TTL must be above zero\n"),
+        // The owner's URL and the transport's message are in the log.
+        Err(GroupError::Unreachable(_)) => text(
+            StatusCode::BAD_GATEWAY,
+            "the key's owner did not store the value\n",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "unexpected error answering a write");
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+        }
+    }
+}
+
+fn not_allowed() -> Response<Full<Bytes>> {
+    let mut resp = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "allowed: GET, HEAD, PUT, DELETE, POST\n",
+    );
+    resp.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, PUT, DELETE, POST"),
+    );
+    resp
+}
+
+fn bad_path(e: PathError) -> Response<Full<Bytes>> {
+    match e {
+        PathError::Malformed(why) => {
+            text(StatusCode::BAD_REQUEST, format!("malformed path: {why}\n"))
+        }
+        PathError::BadEncoding => text(
+            StatusCode::BAD_REQUEST,
+            "bad percent-encoding in the path\n",
+        ),
+    }
+}
+
+fn unknown_group(name: &str) -> Response<Full<Bytes>> {
+    let mut resp = text(StatusCode::NOT_FOUND, format!("no group {name:?}\n"));
+    resp.headers_mut()
+        .insert(ERROR_HEADER, HeaderValue::from_static(UNKNOWN_GROUP));
+    resp
 }
 
 /// Who sent a request, which decides how a group answers it.
@@ -218,39 +482,21 @@ pub async fn respond(
     }
     let (group_name, key) = match protocol::parse(&options.base_path, req.uri().path()) {
         Ok(parts) => parts,
-        Err(PathError::Malformed(why)) => {
-            return text(StatusCode::BAD_REQUEST, format!("malformed path: {why}\n"));
-        }
-        Err(PathError::BadEncoding) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                "bad percent-encoding in the path\n",
-            );
-        }
+        Err(e) => return bad_path(e),
     };
     if key.len() > options.max_key_bytes {
         let why = format!("the key is longer than {} bytes\n", options.max_key_bytes);
         return text(StatusCode::URI_TOO_LONG, why);
     }
     let Some(group) = groups.get(&group_name) else {
-        let mut resp = text(StatusCode::NOT_FOUND, format!("no group {group_name:?}\n"));
-        resp.headers_mut()
-            .insert(ERROR_HEADER, HeaderValue::from_static(UNKNOWN_GROUP));
-        return resp;
+        return unknown_group(&group_name);
     };
     let got = match asker {
-        Asker::Peer => group.get_local(&key).await,
-        Asker::Client => group.get(&key).await,
+        Asker::Peer => group.lookup_local(&key).await,
+        Asker::Client => group.lookup(&key).await,
     };
     match got {
-        Ok(value) => {
-            let mut resp = Response::new(Full::new(value));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            resp
-        }
+        Ok(found) => value(found),
         Err(GroupError::NotFound) => {
             let mut resp = text(StatusCode::NOT_FOUND, "key not found\n");
             resp.headers_mut()
@@ -284,6 +530,22 @@ pub async fn respond(
             text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
         }
     }
+}
+
+/// A `200` with the value, how long it stays fresh and whether it is stale.
+fn value(found: Found) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(found.value));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(why) = found.stale {
+        headers.insert(STALE_HEADER, HeaderValue::from_static(why.as_str()));
+    } else if let Some(ttl) = found.ttl {
+        headers.insert(TTL_HEADER, HeaderValue::from(ttl.as_millis() as u64));
+    }
+    resp
 }
 
 /// A short text answer with its `x-alo-error` code.

@@ -4,7 +4,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alo_group::{BoxFuture, Getter, LoadError};
+use alo_group::{BoxFuture, Getter, LoadError, Loaded};
 use bytes::Bytes;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
@@ -34,14 +34,14 @@ pub struct DemoOrigin {
 }
 
 impl Getter for DemoOrigin {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Bytes, LoadError>> {
+    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
         Box::pin(async move {
             tracing::info!(key = %String::from_utf8_lossy(&key), "demo origin load started");
             tokio::time::sleep(self.delay).await;
             let found = DEMO.iter().find(|(k, _)| k.as_bytes() == &key[..]);
             tracing::info!(key = %String::from_utf8_lossy(&key), found = found.is_some(), "demo origin load");
             found
-                .map(|(_, v)| Bytes::from_static(v.as_bytes()))
+                .map(|(_, v)| Loaded::new(Bytes::from_static(v.as_bytes())))
                 .ok_or(LoadError::NotFound)
         })
     }
@@ -143,8 +143,8 @@ impl UrlOrigin {
 }
 
 impl Getter for UrlOrigin {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Bytes, LoadError>> {
-        Box::pin(async move { self.fetch(&key).await })
+    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+        Box::pin(async move { self.fetch(&key).await.map(Loaded::new) })
     }
 }
 
@@ -316,8 +316,8 @@ fn open_error(e: &std::io::Error, path: &Path) -> LoadError {
 }
 
 impl Getter for DirOrigin {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Bytes, LoadError>> {
-        Box::pin(async move { self.read(&key).await })
+    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+        Box::pin(async move { self.read(&key).await.map(Loaded::new) })
     }
 }
 
@@ -355,7 +355,7 @@ mod tests {
         drop(turns);
         assert_eq!(
             origin.get(Bytes::from_static(b"f")).await,
-            Ok(Bytes::from("x"))
+            Ok(Loaded::new("x"))
         );
     }
 }

@@ -46,7 +46,7 @@ async fn every_error_status_has_a_short_text_body() {
     let nodes = Node::cluster(1, Behaviour::default()).await;
     let node = &nodes[0];
     let long_key = "k".repeat(251);
-    let cases: [(Method, String, StatusCode, &str); 7] = [
+    let cases: [(Method, String, StatusCode, &str); 8] = [
         (
             Method::GET,
             "/_alo/g".into(),
@@ -72,10 +72,16 @@ async fn every_error_status_has_a_short_text_body() {
             "no group",
         ),
         (
-            Method::POST,
+            Method::PATCH,
             "/_alo/g/k".into(),
             StatusCode::METHOD_NOT_ALLOWED,
-            "only GET",
+            "allowed: GET, HEAD, PUT, DELETE, POST",
+        ),
+        (
+            Method::POST,
+            "/_alo/g/k".into(),
+            StatusCode::BAD_REQUEST,
+            "expected {group}",
         ),
         (
             Method::GET,
@@ -104,8 +110,8 @@ async fn every_error_status_has_a_short_text_body() {
     }
     let unknown = send(node, Method::GET, "/_alo/nope/k").await;
     assert_eq!(unknown.headers()[ERROR_HEADER], UNKNOWN_GROUP);
-    let post = send(node, Method::POST, "/_alo/g/k").await;
-    assert_eq!(post.headers()["allow"], "GET, HEAD");
+    let patch = send(node, Method::PATCH, "/_alo/g/k").await;
+    assert_eq!(patch.headers()["allow"], "GET, HEAD, PUT, DELETE, POST");
     let broken = send(node, Method::GET, "/_alo/g/broken").await;
     assert_eq!(broken.headers()[ERROR_HEADER], alo_http::LOAD_FAILED);
 }
