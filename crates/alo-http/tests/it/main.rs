@@ -6,3 +6,4 @@ mod failures;
 mod limits;
 mod node;
 mod protocol;
+mod writes;
