@@ -203,6 +203,9 @@ async fn a_remove_reports_a_member_it_could_not_reach() {
     );
 }
 
+/// A request (method, path, body) and its expected status and error code.
+type Case = (Method, &'static str, &'static [u8], StatusCode, Option<&'static str>);
+
 #[tokio::test]
 async fn the_write_endpoints_answer_with_the_protocol_statuses() {
     let behaviour = Behaviour {
@@ -211,7 +214,7 @@ async fn the_write_endpoints_answer_with_the_protocol_statuses() {
     };
     let nodes = Node::cluster(1, behaviour).await;
     let node = &nodes[0];
-    let cases: [(Method, &str, &[u8], StatusCode, Option<&str>); 9] = [
+    let cases: [Case; 9] = [
         (
             Method::PUT,
             "/_alo/g/k?ttl-ms=5000",
