@@ -1,10 +1,11 @@
-//! The client API: `/api/{group}/{key}`, `/stats`, `/metrics`, `/healthz`.
+//! The client API: `/api/{group}/{key}` (and, with `--allow-writes`, writes to it and to
+//! `/api/{group}`), `/stats`, `/metrics`, `/healthz`.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use alo_group::{GroupStats, Groups};
-use alo_http::{Asker, HttpPool, PeerStats, ServerOptions, respond};
+use alo_http::{Asker, HttpPool, PeerStats, ServerOptions, respond, respond_write};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -16,6 +17,8 @@ pub struct Api {
     pub(crate) groups: Groups,
     pub(crate) pool: Arc<HttpPool>,
     pub(crate) options: ServerOptions,
+    /// Whether `PUT`, `DELETE` and `POST` change the cache.
+    pub(crate) allow_writes: bool,
 }
 
 impl Api {
@@ -34,6 +37,9 @@ impl Api {
                 "text/plain; version=0.0.4; charset=utf-8",
                 self.metrics(),
             ),
+            _ if path.starts_with("/api/") && self.allow_writes && !is_read => {
+                respond_write(req, &self.groups, &self.options, Asker::Client).await
+            }
             _ if path.starts_with("/api/") => {
                 // The content type follows the key's extension; the peer protocol's statuses
                 // apply, with 502 when the origin fails.
@@ -87,7 +93,7 @@ impl Api {
             .map(|g| (escape(g.name()), g.stats()))
             .collect();
         let mut out = String::new();
-        let counters: [Metric<GroupStats>; 12] = [
+        let counters: [Metric<GroupStats>; 18] = [
             ("gets_total", "counter", "Gets received.", |s| s.gets),
             // Not `cache_hits_total`: that family is the caches' own, by cache.
             (
@@ -152,6 +158,39 @@ impl Api {
                 "counter",
                 "Requests from peers.",
                 |s| s.server_requests,
+            ),
+            (
+                "sets_total",
+                "counter",
+                "Values stored here by a set.",
+                |s| s.sets,
+            ),
+            (
+                "removes_total",
+                "counter",
+                "Keys dropped here by a remove.",
+                |s| s.removes,
+            ),
+            ("purges_total", "counter", "Purges applied here.", |s| {
+                s.purges
+            }),
+            (
+                "expired_total",
+                "counter",
+                "Entries dropped because their TTL had passed.",
+                |s| s.expired,
+            ),
+            (
+                "negative_hits_total",
+                "counter",
+                "Gets answered from a remembered \"not found\".",
+                |s| s.negative_hits,
+            ),
+            (
+                "stale_serves_total",
+                "counter",
+                "Gets answered with an expired value under a stale window.",
+                |s| s.stale_serves,
             ),
         ];
         for (name, kind, help, value) in counters {

@@ -76,6 +76,27 @@ pub struct Config {
     /// How long a response may wait for a client that does not read it, in milliseconds.
     #[arg(long, env = "ALO_WRITE_TIMEOUT_MS", default_value_t = 10_000, value_parser = positive)]
     pub write_timeout_ms: u64,
+    /// Accept writes at the client API: `PUT /api/{group}/{key}` (body = value, optional
+    /// `x-alo-ttl-ms` header), `DELETE /api/{group}/{key}`, `POST /api/{group}` (keys to
+    /// remove, one percent-encoded key a line) and `DELETE /api/{group}` (purge). They change
+    /// the cache only, never the origin. Without it they are 405.
+    #[arg(long, env = "ALO_ALLOW_WRITES")]
+    pub allow_writes: bool,
+    /// How long a loaded value is served before it is loaded again, in milliseconds [default:
+    /// until evicted].
+    #[arg(long, env = "ALO_TTL_MS", value_parser = positive)]
+    pub ttl_ms: Option<u64>,
+    /// How long an origin's "not found" is remembered, in milliseconds (0: not at all).
+    #[arg(long, env = "ALO_NOT_FOUND_TTL_MS", default_value_t = 0)]
+    pub not_found_ttl_ms: u64,
+    /// How long past its TTL a value may still be served when reloading it fails, in
+    /// milliseconds (0: not at all). Such answers carry `x-alo-stale: if-error`.
+    #[arg(long, env = "ALO_STALE_IF_ERROR_MS", default_value_t = 0)]
+    pub stale_if_error_ms: u64,
+    /// How long past its TTL a value is served at once while it is reloaded in the background,
+    /// in milliseconds (0: not at all). Such answers carry `x-alo-stale: while-revalidate`.
+    #[arg(long, env = "ALO_STALE_WHILE_REVALIDATE_MS", default_value_t = 0)]
+    pub stale_while_revalidate_ms: u64,
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish before the node
     /// closes what is left and exits, in milliseconds. A second signal exits at once.
     #[arg(long, env = "ALO_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000, value_parser = positive)]

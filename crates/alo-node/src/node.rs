@@ -77,12 +77,19 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
     };
     let groups = Groups::new();
     let add = |name: &'static str, getter: Box<dyn Getter>| -> anyhow::Result<&'static str> {
-        let group = Group::builder(name, getter)
+        let ms = Duration::from_millis;
+        let mut builder = Group::builder(name, getter)
             .max_bytes(config.cache_bytes)
             .max_value_bytes(config.max_value_bytes)
             .load_timeout(load_timeout)
-            .picker(pool.clone())
-            .build()?;
+            .not_found_ttl(ms(config.not_found_ttl_ms))
+            .stale_if_error(ms(config.stale_if_error_ms))
+            .stale_while_revalidate(ms(config.stale_while_revalidate_ms))
+            .picker(pool.clone());
+        if let Some(ttl) = config.ttl_ms {
+            builder = builder.ttl(ms(ttl));
+        }
+        let group = builder.build()?;
         groups.insert(group)?;
         Ok(name)
     };
@@ -131,6 +138,7 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
         groups: groups.clone(),
         pool: Arc::clone(&pool),
         options: api_options.clone(),
+        allow_writes: config.allow_writes,
     };
     let peer_options = match secrets {
         Some(secrets) => limits.peer_secrets(secrets),
@@ -185,6 +193,7 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 fn server_options(config: &Config) -> anyhow::Result<ServerOptions> {
     let ms = Duration::from_millis;
     Ok(ServerOptions::default()
+        .max_body_bytes(config.max_value_bytes)
         .max_connections(config.max_connections)?
         .header_read_timeout(ms(config.header_read_timeout_ms))?
         .max_header_bytes(config.max_header_bytes)?

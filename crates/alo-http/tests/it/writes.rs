@@ -174,7 +174,10 @@ async fn purge_and_batch_remove_reach_every_member() {
     let removes: u64 = nodes.iter().map(|n| n.group.stats().removes).sum();
     assert_eq!(removes, 10 + 3 * 10);
     for node in &nodes {
-        assert!(node.group.stats().main_cache.items <= 10, "the other ten stay");
+        assert!(
+            node.group.stats().main_cache.items <= 10,
+            "the other ten stay"
+        );
     }
     let written = nodes[1].group.purge().await;
     assert!(written.is_complete());
@@ -204,7 +207,13 @@ async fn a_remove_reports_a_member_it_could_not_reach() {
 }
 
 /// A request (method, path, body) and its expected status and error code.
-type Case = (Method, &'static str, &'static [u8], StatusCode, Option<&'static str>);
+type Case = (
+    Method,
+    &'static str,
+    &'static [u8],
+    StatusCode,
+    Option<&'static str>,
+);
 
 #[tokio::test]
 async fn the_write_endpoints_answer_with_the_protocol_statuses() {

@@ -7,3 +7,4 @@ mod origins;
 mod process;
 mod resilience;
 mod single;
+mod writes;

@@ -4,8 +4,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -74,6 +74,27 @@ impl Node {
     /// GET `path` from the client API.
     pub(crate) async fn get(&self, path: &str) -> (StatusCode, HeaderMap, Bytes) {
         get(&format!("{}{path}", self.api)).await
+    }
+
+    /// `method path` with `headers` and `body` on the client API.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.api));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+            .expect("valid request");
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        exchange(client.request(request)).await
     }
 
     /// Reads the log until a line containing `needle` (30 s at most, so that a node that never
@@ -145,12 +166,20 @@ pub(crate) async fn refused(args: &[&str]) -> String {
     log
 }
 
-/// GET `url`, with a generous bound so that a broken node fails the test instead of hanging it.
+/// GET `url`.
 pub(crate) async fn get(url: &str) -> (StatusCode, HeaderMap, Bytes) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let request = Request::get(url).body(Empty::new()).expect("valid request");
+    exchange(client.request(request)).await
+}
+
+/// A request's answer, with a generous bound so that a broken node fails the test instead of
+/// hanging it.
+async fn exchange(
+    request: hyper_util::client::legacy::ResponseFuture,
+) -> (StatusCode, HeaderMap, Bytes) {
     let exchange = async {
-        let response = client.request(request).await.expect("the node answers");
+        let response = request.await.expect("the node answers");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("body").to_bytes();
         (parts.status, parts.headers, body)
