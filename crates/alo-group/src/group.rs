@@ -84,6 +84,15 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// answering node never forwards, so two nodes whose views of the membership differ cannot
 /// bounce a request between them.
 ///
+/// # Expiry and writes
+/// A value may expire (a getter's [`Loaded::with_ttl`], or the group's
+/// [`ttl`](GroupBuilder::ttl)); it is never served past its deadline, except under the group's
+/// stale windows, and a peer's hot copy never outlives the owner's value. A "not found" may be
+/// remembered ([`not_found_ttl`](GroupBuilder::not_found_ttl)). [`set`](Group::set),
+/// [`remove`](Group::remove) and [`purge`](Group::purge) change the cache across the cluster;
+/// once one returns, no member it reached serves a value loaded before it began. The crate
+/// README states what each operation guarantees and what it does not.
+///
 /// # Budget
 /// `max_bytes` bounds both caches together, charging each entry its key's and value's bytes
 /// plus [`ENTRY_OVERHEAD`]. With a picker, the hot cache gets 1/8 and the main cache the rest;

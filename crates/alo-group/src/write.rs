@@ -20,7 +20,7 @@
 //! serving its copy until the copy expires. Writes are not ordered against each other: two
 //! concurrent sets of one key may leave either value.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,8 +120,14 @@ impl Group {
                 note(&mut unreachable, peer, &e);
             }
         }
-        // Round 2: every member all the keys.
-        let mut written = self.remove_on(self.members(), keys).await;
+        // Round 2: every member drops its copies: this node those it does not own, which it
+        // dropped already, and the others all the keys.
+        let mine: HashSet<&Bytes> = mine.iter().collect();
+        let theirs: Vec<Bytes> = keys.iter().filter(|k| !mine.contains(k)).cloned().collect();
+        self.remove_local(&theirs);
+        let peers = self.peers().into_iter().map(Member::Peer).collect();
+        let mut written = self.remove_on(peers, keys).await;
+        written.members += 1;
         for u in unreachable {
             if !written.unreachable.iter().any(|w| w.peer == u.peer) {
                 written.unreachable.push(u);
@@ -134,7 +140,9 @@ impl Group {
     pub async fn purge(&self) -> Written {
         let inner = &self.inner;
         let mut written = Written::default();
-        for _round in 0..2 {
+        // Alone, there is nobody to fetch a copy from between two rounds.
+        let rounds = if self.peers().is_empty() { 1 } else { 2 };
+        for _round in 0..rounds {
             self.purge_local();
             let peers = self.peers();
             written.members = peers.len() + 1;
