@@ -2,7 +2,7 @@ use std::path::Path;
 
 use http::StatusCode;
 
-use crate::process::{Node, free_port, stats};
+use crate::process::{Node, cluster, free_port, stats};
 
 /// Writes `n` files `doc-<i>.txt` holding `contents of doc-<i>.txt` into `dir`: their names.
 fn write_docs(dir: &Path, n: usize) -> Vec<String> {
@@ -17,29 +17,9 @@ fn write_docs(dir: &Path, n: usize) -> Vec<String> {
 /// their peer ports, and the nodes.
 async fn file_cluster(n: usize, dir: &Path, extra: &[&str]) -> (Vec<u16>, Vec<Node>) {
     let dir = dir.to_str().expect("UTF-8 temp path");
-    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-    let peers: Vec<String> = ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-    let peers = peers.join(",");
-    let mut nodes = Vec::new();
-    for port in &ports {
-        let listen = format!("127.0.0.1:{port}");
-        let mut args = vec![
-            "--listen",
-            &listen,
-            "--api",
-            "127.0.0.1:0",
-            "--peers",
-            &peers,
-            "--origin-dir",
-            dir,
-        ];
-        args.extend_from_slice(extra);
-        nodes.push(Node::start(&args).await);
-    }
-    (ports, nodes)
+    let mut args = vec!["--origin-dir", dir];
+    args.extend_from_slice(extra);
+    cluster(n, &args).await
 }
 
 #[tokio::test]

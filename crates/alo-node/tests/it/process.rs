@@ -198,6 +198,32 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// `n` node processes that know each other, each started with `args` besides its addresses and
+/// the members: their peer ports, and the nodes.
+pub(crate) async fn cluster(n: usize, args: &[&str]) -> (Vec<u16>, Vec<Node>) {
+    let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let peers: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let peers = peers.join(",");
+    let mut nodes = Vec::new();
+    for port in &ports {
+        let listen = format!("127.0.0.1:{port}");
+        let mut all = vec![
+            "--listen",
+            &listen,
+            "--api",
+            "127.0.0.1:0",
+            "--peers",
+            &peers,
+        ];
+        all.extend_from_slice(args);
+        nodes.push(Node::start(&all).await);
+    }
+    (ports, nodes)
+}
+
 /// One group's stats from `/stats`.
 pub(crate) async fn stats(node: &Node, group: &str) -> serde_json::Value {
     let (status, _, body) = node.get("/stats").await;

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 
-use crate::process::{Node, free_port, stats};
+use crate::process::{Node, cluster, stats};
 
 /// An HTTP origin that answers `{path}@{version}`, the version read when the request arrives;
 /// `/missing` is 404, and every path is 500 while `failing` is set. While `held` is set, each
@@ -72,30 +72,9 @@ async fn origin() -> Origin {
 }
 
 /// Three nodes over `origin` as group `web`, with writes allowed.
-async fn cluster(origin: &Origin) -> Vec<Node> {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let peers: Vec<String> = ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-    let peers = peers.join(",");
-    let mut nodes = Vec::new();
-    for port in &ports {
-        let listen = format!("127.0.0.1:{port}");
-        let args = [
-            "--listen",
-            &listen,
-            "--api",
-            "127.0.0.1:0",
-            "--peers",
-            &peers,
-            "--origin-url",
-            &origin.url,
-            "--allow-writes",
-        ];
-        nodes.push(Node::start(&args).await);
-    }
-    nodes
+async fn three_nodes(origin: &Origin) -> Vec<Node> {
+    let args = ["--origin-url", &origin.url, "--allow-writes"];
+    cluster(3, &args).await.1
 }
 
 async fn get(node: &Node, key: &str) -> String {
@@ -123,7 +102,7 @@ async fn without_allow_writes_writes_are_405() {
 #[tokio::test]
 async fn set_remove_and_purge_reach_every_node() {
     let origin = origin().await;
-    let nodes = cluster(&origin).await;
+    let nodes = three_nodes(&origin).await;
     let keys: Vec<String> = (0..6).map(|i| format!("k{i}")).collect();
 
     // A set on node 1 is read on nodes 2 and 3, with the TTL it was given.
@@ -200,7 +179,7 @@ async fn set_remove_and_purge_reach_every_node() {
 #[tokio::test]
 async fn a_remove_during_a_slow_load_leaves_no_node_serving_the_old_value() {
     let origin = origin().await;
-    let mut nodes = cluster(&origin).await;
+    let mut nodes = three_nodes(&origin).await;
     origin.held.store(true, Ordering::SeqCst);
     let slow = nodes[1].get_in_background("/api/web/key");
     while origin.requests.load(Ordering::SeqCst) == 0 {
