@@ -361,7 +361,7 @@ impl Group {
                 match tokio::time::timeout(wait, peer.get(&inner.name, &key)).await {
                     Ok(Ok(found)) => {
                         bump(&inner.counters.peer_loads);
-                        return Ok(inner.maybe_keep_hot(ticket, key, found));
+                        return Ok(inner.keep_fetched(ticket, key, found));
                     }
                     // The peer could not be asked: a dead owner never fails the caller.
                     Ok(Err(LoadError::Unreachable(reason))) => {
@@ -496,24 +496,35 @@ impl Inner {
     }
 
     /// Keeps one peer value in ten in the hot cache, until the owner's deadline, unless a write
-    /// came first; returns the value to serve.
-    fn maybe_keep_hot(&self, ticket: Ticket<'_>, key: Bytes, found: Found) -> Found {
-        let Some(hot) = &self.hot else { return found };
+    /// came first; returns the value to serve. A value of the key in the main cache (loaded
+    /// here while the owner was unreachable) gives way to the owner's answer.
+    fn keep_fetched(&self, ticket: Ticket<'_>, key: Bytes, found: Found) -> Found {
+        let copy = self.hot_copy(&found);
+        let served = match &copy {
+            Some((_, owned, _)) => Found::new(owned.clone(), found.ttl),
+            None => found,
+        };
+        ticket.keep(|| {
+            self.main.remove(&key);
+            if let Some((hot, owned, deadline)) = copy {
+                // A copy too large for the hot cache is simply not kept: the owner caches it.
+                let _ = hot.insert(key, Expiring::new(Some(owned), deadline));
+            }
+        });
+        served
+    }
+
+    /// For one peer value in ten that may be kept: the hot cache, a copy that owns exactly its
+    /// bytes, and the owner's deadline.
+    fn hot_copy(&self, found: &Found) -> Option<(&Cache, Bytes, Option<Instant>)> {
+        let hot = self.hot.as_ref()?;
         let ttl = found.ttl.or(self.expiry.ttl);
-        if ttl == Some(Duration::ZERO) || found.value.len() > self.max_value_bytes {
-            return found;
-        }
-        let lucky = lock(&self.rng).u32(..HOT_CHANCE) == 0;
-        if !lucky {
-            return found;
+        let keepable = ttl != Some(Duration::ZERO) && found.value.len() <= self.max_value_bytes;
+        if !keepable || lock(&self.rng).u32(..HOT_CHANCE) != 0 {
+            return None;
         }
         let owned = Bytes::copy_from_slice(&found.value);
-        let entry = Expiring::new(Some(owned.clone()), self.deadline(ttl, Duration::ZERO));
-        // A copy too large for the hot cache is simply not kept: the owner caches the key.
-        ticket.keep(|| {
-            let _ = hot.insert(key, entry);
-        });
-        Found::new(owned, found.ttl)
+        Some((hot, owned, self.deadline(ttl, Duration::ZERO)))
     }
 
     /// Puts a loaded value into the main cache, unless a write came first, and returns what to

@@ -205,3 +205,31 @@ async fn a_set_with_a_ttl_expires_on_the_owner_and_its_copies() {
         assert_eq!(version_of(&value), 0, "node {n}: the set value expired");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_value_loaded_while_the_owner_was_down_gives_way_to_the_owner() {
+    let cluster = Cluster::new(2, |b| {
+        b.ttl(Duration::from_secs(10))
+            .stale_while_revalidate(Duration::from_secs(60))
+    });
+    let key = "k1";
+    assert_eq!(owner(key.as_bytes(), 2), 1);
+    cluster.members[1].down.store(true, Ordering::SeqCst);
+    cluster.node(0).get(key).await.expect("loaded here");
+    assert_eq!(cluster.node(0).stats().main_cache.items, 1);
+
+    cluster.members[1].down.store(false, Ordering::SeqCst);
+    cluster.origin.update(key.as_bytes());
+    tokio::time::advance(Duration::from_secs(11)).await;
+    // Stale: served at once, and reloaded through the owner in the background.
+    let stale = cluster.node(0).get(key).await.expect("stale value");
+    assert_eq!(version_of(&stale), 0);
+    for _ in 0..100 {
+        if cluster.node(0).stats().main_cache.items == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(cluster.node(0).stats().main_cache.items, 0);
+    assert_eq!(version_of(&cluster.node(0).get(key).await.expect("v")), 1);
+}
