@@ -7,7 +7,7 @@
 #    Python HTTP server on 127.0.0.1.
 # 2. Single node: one alo-node with --origin-url and no peers. VmRSS after start, after one
 #    warm-up request, and after GET of all 10,000 keys through /api/web/<key>; /stats gives the
-#    cache's reported bytes (key + value + a fixed per-entry charge, ENTRY_OVERHEAD = 240).
+#    cache's reported bytes (key + value + a fixed per-entry charge, ENTRY_OVERHEAD = 256).
 # 3. Cluster: three alo-node processes with --origin-url and the same --peers; all keys requested
 #    through node 1 (about 2/3 are owned by the other nodes and come over the peer protocol).
 #

@@ -30,8 +30,9 @@ pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 pub const PEER_MARGIN: Duration = Duration::from_secs(1);
 
 /// What an entry costs besides its key's and value's bytes, charged to the budget so that the
-/// budget is the memory: the cache's slot and links, its table's share, the two buffers'
-/// allocator headers and shared reference counts. Measured on x86-64 Linux (see the README).
+/// budget is the memory: the cache's slot (with the entry's deadline) and links, its table's
+/// share, the two buffers' allocator headers and shared reference counts. Measured on x86-64
+/// Linux (see BENCHMARKS.md).
 pub const ENTRY_OVERHEAD: usize = 256;
 
 /// Room a shard keeps beside its largest value, for the key and the entry's overhead.
