@@ -116,7 +116,8 @@ pub trait PeerPicker: Send + Sync + 'static {
 /// as the key's owner, `remove` and `purge` drop what the peer holds. Their defaults answer
 /// [`LoadError::Unreachable`], for a transport that only reads.
 pub trait PeerGetter: Send + Sync + 'static {
-    /// The peer's name in reports, e.g. its URL.
+    /// The peer's name, e.g. its URL: unique among the members, since writes tell the owner
+    /// from the other members by it, and reported for a member a write did not reach.
     fn name(&self) -> &str;
 
     /// The value of `key` in the peer's group `group`, or what the peer answered instead:

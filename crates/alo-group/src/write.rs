@@ -68,7 +68,7 @@ impl Group {
         let keys = [key];
         let others = self.members().into_iter().filter(|m| match (m, &owner) {
             (Member::Local, None) => false,
-            (Member::Peer(p), Some(o)) => !Arc::ptr_eq(p, o),
+            (Member::Peer(p), Some(o)) => p.name() != o.name(),
             _ => true,
         });
         let mut written = self.remove_on(others.collect(), &keys).await;
