@@ -4,7 +4,11 @@
 //! Groups (every row is one operation, so `time` is nanoseconds per op and the throughput line
 //! is ops/s, except `mixed_zipf_2threads`, where one iteration is one op on each of two threads):
 //! - `get_hit`: a full cache, `get` of a key that is present (the present keys are visited in
-//!   a shuffled cycle, so each get relinks a node that is not already at the front).
+//!   a shuffled cycle, so each get relinks a node that is not already at the front). Beside
+//!   `alo`, two alo-only entries measure the cost of opt-in expiry on the same keys: a cache of
+//!   `Expiring<Bytes>` read through `get_unexpired(&k, Instant::now)`, its entries without a
+//!   deadline (`alo_ttl_no_deadline`: no clock read) or with one far in the future
+//!   (`alo_ttl_deadline`: one real clock read per get). Their anchor is plain `alo`.
 //! - `insert_evict`: a full cache, every insert is a new key and evicts one entry.
 //! - `mixed_zipf`: 80% get / 20% insert, keys Zipf-distributed over 100,000 keys (exponent 1.0),
 //!   the cache holding 10% of the key space.
@@ -36,6 +40,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
+use alo_lru::Expiring;
 use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{Bencher, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
@@ -133,6 +138,33 @@ impl Unsync for alo_lru::Lru<u64, Bytes> {
     }
     fn len(&self) -> usize {
         alo_lru::Lru::len(self)
+    }
+}
+
+/// alo's cache of `Expiring` values, read through `get_unexpired(&k, Instant::now)`, which
+/// reads the clock only for an entry with a deadline. With `DEADLINE` every entry gets one a day
+/// ahead (one real clock read per get, never expired); without, none (no clock read). Measured
+/// in `get_hit` only, against plain alo.
+struct AloTtl<const DEADLINE: bool>(alo_lru::Lru<u64, Expiring<Bytes>>);
+
+impl<const DEADLINE: bool> Unsync for AloTtl<DEADLINE> {
+    fn build() -> Self {
+        // `Expiring` weighs its value alone, so an entry is 72 bytes here too.
+        AloTtl(alo_lru::Lru::new(BUDGET))
+    }
+    fn get(&mut self, key: &u64) -> Option<&Bytes> {
+        self.0.get_unexpired(key, Instant::now).map(|e| &e.value)
+    }
+    fn insert(&mut self, key: u64, value: Bytes) {
+        // A day ahead: no run of the bench comes near it, so every get is a hit.
+        let deadline = DEADLINE.then(|| Instant::now() + Duration::from_secs(24 * 60 * 60));
+        let _ = self.0.insert(key, Expiring::new(value, deadline));
+    }
+    fn contains(&self, key: &u64) -> bool {
+        self.0.contains_key(key)
+    }
+    fn len(&self) -> usize {
+        self.0.len()
     }
 }
 
@@ -523,6 +555,8 @@ fn get_hit(c: &mut Criterion) {
     let mut group = c.benchmark_group("get_hit");
     configure(&mut group, 1);
     bench_get_hit::<alo_lru::Lru<u64, Bytes>>(&mut group, "alo");
+    bench_get_hit::<AloTtl<false>>(&mut group, "alo_ttl_no_deadline");
+    bench_get_hit::<AloTtl<true>>(&mut group, "alo_ttl_deadline");
     bench_get_hit::<lru::LruCache<u64, Bytes>>(&mut group, "lru");
     bench_get_hit::<Clru>(&mut group, "clru");
     bench_get_hit::<QuickUnsync>(&mut group, "quick_cache");

@@ -155,7 +155,12 @@ impl<K: Hash + Eq, V, W: Weigher<K, V>, S: BuildHasher> ShardedLru<K, V, W, S> {
 
 /// Expiry, for caches of [`Expiring`] values. `get`, `peek` and `insert` do not look at
 /// deadlines: `get` serves an expired entry, and eviction stays least-recently-used first.
-impl<K: Hash + Eq, V, W: Weigher<K, Expiring<V>>, S: BuildHasher> ShardedLru<K, Expiring<V>, W, S> {
+impl<K, V, W, S> ShardedLru<K, Expiring<V>, W, S>
+where
+    K: Hash + Eq,
+    W: Weigher<K, Expiring<V>>,
+    S: BuildHasher,
+{
     /// A clone of the entry of `key` if it has not expired, marking it most recently used in its
     /// shard (a hit). An expired entry is removed (counted in [`Stats::expired`] and as a miss)
     /// and `None` returned.

@@ -1,5 +1,6 @@
 //! Public behaviour of alo-lru, in one test binary.
 
+mod expire;
 mod model;
 mod sharded;
 mod unsync;
