@@ -218,7 +218,11 @@ impl Group {
 
     /// Steps 2 and 3 for `get`, and the stale value's rescue. Boxed, so that the future of
     /// `get`, which every caller holds, stays small on the hit path.
-    fn load(&self, key: Bytes, stale: Option<Fallback>) -> BoxFuture<'_, Result<Found, Error>> {
+    fn load(
+        &self,
+        key: Bytes,
+        stale: Option<Box<Fallback>>,
+    ) -> BoxFuture<'_, Result<Found, Error>> {
         Box::pin(async move {
             let outcome = match &self.inner.picker {
                 None => self.load_local(key).await,
@@ -330,7 +334,7 @@ impl Group {
     fn finish(
         &self,
         (result, shared): (Result<Found, Error>, bool),
-        stale: Option<Fallback>,
+        stale: Option<Box<Fallback>>,
     ) -> Result<Found, Error> {
         let inner = &self.inner;
         if shared {
@@ -466,10 +470,10 @@ impl Inner {
         if now < fresh_until + expiry.stale_while_revalidate {
             Judged::Revalidate(value)
         } else if now < fresh_until + expiry.stale_if_error {
-            Judged::StaleIfError(Fallback {
+            Judged::StaleIfError(Box::new(Fallback {
                 value,
                 until: fresh_until + expiry.stale_if_error,
-            })
+            }))
         } else {
             Judged::Expired
         }
@@ -625,10 +629,10 @@ enum Route {
 enum Lookup {
     Hit(Found),
     /// Not cached, or stale: the key, owned, for the load, and the stale value to serve if the
-    /// load fails.
+    /// load fails (boxed: rare, and it would double the size of every lookup's result).
     Miss {
         key: Bytes,
-        stale: Option<Fallback>,
+        stale: Option<Box<Fallback>>,
     },
 }
 
@@ -645,7 +649,7 @@ enum Judged {
     /// Expired within the stale-while-revalidate window: serve it and reload it.
     Revalidate(Bytes),
     /// Expired within the stale-if-error window: reload, and serve it if that fails.
-    StaleIfError(Fallback),
+    StaleIfError(Box<Fallback>),
     /// Expired for good, or nothing there.
     Expired,
 }
