@@ -1,0 +1,238 @@
+//! The load generator: a closed loop over N keep-alive HTTP/1.1 connections, each sending its
+//! next request as soon as the last one is answered, for a fixed time, with every answer's
+//! latency in an HDR histogram and every body checked.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+use tokio::net::TcpStream;
+
+/// Bytes of every value.
+pub(crate) const VALUE_BYTES: usize = 100;
+
+/// The name of key number `i`.
+pub(crate) fn key(i: usize) -> String {
+    format!("k{i:05}")
+}
+
+/// The value the origin gives `key`: the key, padded with dots to [`VALUE_BYTES`].
+pub(crate) fn value_of(key: &[u8]) -> Bytes {
+    let mut value = key.to_vec();
+    value.resize(VALUE_BYTES, b'.');
+    Bytes::from(value)
+}
+
+/// How keys are drawn.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Keys {
+    Uniform,
+    /// Zipf with this exponent: key 0 the most popular.
+    Zipf(f64),
+}
+
+/// What a load is sent to and how it is judged.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub(crate) addr: SocketAddr,
+    /// Prepended to the key: `/api/web/` for a node.
+    pub(crate) prefix: &'static str,
+    /// Whether the body must be the key's value (a cache), or only [`VALUE_BYTES`] long (the
+    /// floor, which answers every path alike).
+    pub(crate) exact: bool,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub(crate) struct Report {
+    /// Answers with the right status and body.
+    pub(crate) ok: u64,
+    /// Requests that got no answer, or another status.
+    pub(crate) errors: u64,
+    /// Answers whose body was not the key's value.
+    pub(crate) wrong: u64,
+    pub(crate) elapsed: Duration,
+    /// Latency of the good answers, in microseconds.
+    pub(crate) latency: Histogram<u64>,
+}
+
+impl Report {
+    pub(crate) fn per_second(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub(crate) fn percentile_us(&self, q: f64) -> u64 {
+        self.latency.value_at_quantile(q)
+    }
+}
+
+/// Keys each connection draws up front, so that drawing costs nothing while measuring.
+const SEQUENCE: usize = 1 << 16;
+
+/// `connections` connections asking `target` for keys drawn from `keys` of `space`, for
+/// `duration`.
+pub(crate) async fn run(
+    target: &Target,
+    space: usize,
+    keys: Keys,
+    connections: usize,
+    duration: Duration,
+    seed: u64,
+) -> anyhow::Result<Report> {
+    let deadline = Instant::now() + duration;
+    let mut workers = Vec::new();
+    for c in 0..connections {
+        let sequence = draw(space, keys, seed.wrapping_add(c as u64));
+        let target = target.clone();
+        workers.push(tokio::spawn(async move {
+            connection(&target, sequence, |_| Instant::now() >= deadline).await
+        }));
+    }
+    let started = Instant::now();
+    let mut report = empty_report()?;
+    for worker in workers {
+        merge(
+            &mut report,
+            worker.await.context("a load connection panicked")??,
+        )?;
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Asks `target` for every key of `space` once, over `connections` connections: the warm-up.
+pub(crate) async fn sweep(
+    target: &Target,
+    space: usize,
+    connections: usize,
+) -> anyhow::Result<Report> {
+    let mut workers = Vec::new();
+    for c in 0..connections {
+        let sequence: Vec<usize> = (c..space).step_by(connections).collect();
+        let n = sequence.len();
+        let target = target.clone();
+        workers.push(tokio::spawn(async move {
+            connection(&target, sequence, move |i| i >= n).await
+        }));
+    }
+    let started = Instant::now();
+    let mut report = empty_report()?;
+    for worker in workers {
+        merge(
+            &mut report,
+            worker.await.context("a warm-up connection panicked")??,
+        )?;
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn draw(space: usize, keys: Keys, seed: u64) -> Vec<usize> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    match keys {
+        Keys::Uniform => (0..SEQUENCE).map(|_| rng.random_range(0..space)).collect(),
+        Keys::Zipf(s) => {
+            let zipf = Zipf::new(space as f64, s).expect("valid Zipf parameters");
+            (0..SEQUENCE)
+                .map(|_| zipf.sample(&mut rng) as usize - 1)
+                .collect()
+        }
+    }
+}
+
+/// One connection's loop: request after request of the keys of `sequence` (cycled) until
+/// `done(requests sent)`. A connection that fails is counted and opened again.
+async fn connection(
+    target: &Target,
+    sequence: Vec<usize>,
+    done: impl Fn(usize) -> bool,
+) -> anyhow::Result<Report> {
+    let mut report = empty_report()?;
+    let mut sender: Option<SendRequest<Empty<Bytes>>> = None;
+    let mut i = 0;
+    while !done(i) {
+        let key = key(sequence[i % sequence.len()]);
+        i += 1;
+        let send = match &mut sender {
+            Some(send) => send,
+            None => match connect(target.addr).await {
+                Ok(send) => sender.insert(send),
+                Err(_) => {
+                    report.errors += 1;
+                    // Nobody listens: try again a little later rather than spin.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let request = Request::get(format!("{}{key}", target.prefix))
+            .header(http::header::HOST, "bench")
+            .body(Empty::new())
+            .expect("a valid request");
+        let sent = Instant::now();
+        let answer = async {
+            let response = send.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            Ok::<_, hyper::Error>((status, body))
+        };
+        match answer.await {
+            Ok((StatusCode::OK, body)) => {
+                let right = if target.exact {
+                    body == value_of(key.as_bytes())
+                } else {
+                    body.len() == VALUE_BYTES
+                };
+                if right {
+                    report.ok += 1;
+                    let micros = sent.elapsed().as_micros() as u64;
+                    report.latency.saturating_record(micros.max(1));
+                } else {
+                    report.wrong += 1;
+                }
+            }
+            Ok(_) => report.errors += 1,
+            Err(_) => {
+                report.errors += 1;
+                sender = None;
+            }
+        }
+    }
+    Ok(report)
+}
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (send, conn) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+fn empty_report() -> anyhow::Result<Report> {
+    Ok(Report {
+        ok: 0,
+        errors: 0,
+        wrong: 0,
+        elapsed: Duration::ZERO,
+        // 1 us to 60 s, three significant figures.
+        latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+    })
+}
+
+fn merge(into: &mut Report, from: Report) -> anyhow::Result<()> {
+    into.ok += from.ok;
+    into.errors += from.errors;
+    into.wrong += from.wrong;
+    into.latency.add(&from.latency)?;
+    Ok(())
+}
