@@ -45,6 +45,10 @@ struct Args {
     /// Distinct keys, each a 100-byte value.
     #[arg(long, default_value_t = 10_000)]
     keys: usize,
+    /// Run only the scenarios whose name contains this (the floor always runs, as the anchor);
+    /// nothing is written. For profiling one scenario.
+    #[arg(long)]
+    only: Option<String>,
     /// Where to write the results (a section between markers, replaced on each run).
     #[arg(long, default_value = "BENCHMARKS.md")]
     write: PathBuf,
@@ -145,6 +149,10 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
     let mut samples: Vec<Vec<Sample>> = SCENARIOS.iter().map(|_| Vec::new()).collect();
     for rep in 0..args.reps {
         for (i, scenario) in SCENARIOS.iter().enumerate() {
+            let chosen = args.only.as_ref().is_none_or(|o| scenario.name.contains(o.as_str()));
+            if i != 0 && !chosen {
+                continue;
+            }
             let seed = (rep * SCENARIOS.len() + i) as u64;
             let sample = measure(scenario, &args, &node, &me, origin.addr, duration, seed)
                 .await
@@ -159,6 +167,9 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
             );
             samples[i].push(sample);
         }
+    }
+    if args.only.is_some() {
+        return Ok(());
     }
     let failures: Vec<String> = SCENARIOS
         .iter()
