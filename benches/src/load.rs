@@ -63,7 +63,12 @@ pub(crate) struct Report {
     pub(crate) elapsed: Duration,
     /// Latency of the good answers, in microseconds.
     pub(crate) latency: Histogram<u64>,
+    /// Good answers per [`TICK`] since the run began.
+    pub(crate) timeline: Vec<u64>,
 }
+
+/// The width of a timeline's buckets.
+pub(crate) const TICK: Duration = Duration::from_millis(250);
 
 impl Report {
     pub(crate) fn per_second(&self) -> f64 {
@@ -93,8 +98,9 @@ pub(crate) async fn run(
     for c in 0..connections {
         let sequence = draw(space, keys, seed.wrapping_add(c as u64));
         let target = target.clone();
+        let started = deadline - duration;
         workers.push(tokio::spawn(async move {
-            connection(&target, sequence, |_| Instant::now() >= deadline).await
+            connection(&target, sequence, started, |_| Instant::now() >= deadline).await
         }));
     }
     let started = Instant::now();
@@ -120,8 +126,9 @@ pub(crate) async fn sweep(
         let sequence: Vec<usize> = (c..space).step_by(connections).collect();
         let n = sequence.len();
         let target = target.clone();
+        let started = Instant::now();
         workers.push(tokio::spawn(async move {
-            connection(&target, sequence, move |i| i >= n).await
+            connection(&target, sequence, started, move |i| i >= n).await
         }));
     }
     let started = Instant::now();
@@ -154,6 +161,7 @@ fn draw(space: usize, keys: Keys, seed: u64) -> Vec<usize> {
 async fn connection(
     target: &Target,
     sequence: Vec<usize>,
+    started: Instant,
     done: impl Fn(usize) -> bool,
 ) -> anyhow::Result<Report> {
     let mut report = empty_report()?;
@@ -196,6 +204,11 @@ async fn connection(
                     report.ok += 1;
                     let micros = sent.elapsed().as_micros() as u64;
                     report.latency.saturating_record(micros.max(1));
+                    let tick = (started.elapsed().as_nanos() / TICK.as_nanos()) as usize;
+                    if report.timeline.len() <= tick {
+                        report.timeline.resize(tick + 1, 0);
+                    }
+                    report.timeline[tick] += 1;
                 } else {
                     report.wrong += 1;
                 }
@@ -226,6 +239,7 @@ fn empty_report() -> anyhow::Result<Report> {
         elapsed: Duration::ZERO,
         // 1 us to 60 s, three significant figures.
         latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        timeline: Vec::new(),
     })
 }
 
@@ -234,5 +248,41 @@ fn merge(into: &mut Report, from: Report) -> anyhow::Result<()> {
     into.errors += from.errors;
     into.wrong += from.wrong;
     into.latency.add(&from.latency)?;
+    if into.timeline.len() < from.timeline.len() {
+        into.timeline.resize(from.timeline.len(), 0);
+    }
+    for (a, b) in into.timeline.iter_mut().zip(&from.timeline) {
+        *a += b;
+    }
+    Ok(())
+}
+
+/// Opens `clients` connections per key of `keys`, sends each a get, and hangs up each after
+/// `after`, before any answer: clients that gave up while the key was loading.
+pub(crate) async fn hang_up(
+    target: &Target,
+    keys: &[String],
+    clients: usize,
+    after: Duration,
+) -> anyhow::Result<()> {
+    let mut calls = Vec::new();
+    for key in keys {
+        for _ in 0..clients {
+            let (target, key) = (target.clone(), key.clone());
+            calls.push(tokio::spawn(async move {
+                let mut send = connect(target.addr).await?;
+                let request = Request::get(format!("{}{key}", target.prefix))
+                    .header(http::header::HOST, "bench")
+                    .body(Empty::new())?;
+                let answered = tokio::time::timeout(after, send.send_request(request)).await;
+                anyhow::ensure!(answered.is_err(), "{key} was answered before the hang-up");
+                // Dropping the sender closes the connection.
+                Ok::<_, anyhow::Error>(())
+            }));
+        }
+    }
+    for call in calls {
+        call.await??;
+    }
     Ok(())
 }

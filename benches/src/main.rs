@@ -9,6 +9,7 @@
 //! `--quick` runs each scenario for a second, once, and fails on any error or wrong value; it
 //! checks that the benchmark works, never how fast anything is.
 
+mod failures;
 mod load;
 mod procs;
 mod servers;
@@ -61,7 +62,12 @@ enum Serve {
     Floor { listen: SocketAddr },
     /// Run the origin server (used by the benchmark itself).
     #[command(hide = true)]
-    Origin { listen: SocketAddr },
+    Origin {
+        listen: SocketAddr,
+        /// How long each answer waits.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+    },
 }
 
 /// What a scenario runs and asks.
@@ -127,8 +133,13 @@ struct Sample {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.serve {
-        Some(Serve::Floor { listen }) => return servers::run(servers::Kind::Floor, listen),
-        Some(Serve::Origin { listen }) => return servers::run(servers::Kind::Origin, listen),
+        Some(Serve::Floor { listen }) => {
+            return servers::run(servers::Kind::Floor, listen, Duration::ZERO);
+        }
+        Some(Serve::Origin { listen, delay_ms }) => {
+            let delay = Duration::from_millis(delay_ms);
+            return servers::run(servers::Kind::Origin, listen, delay);
+        }
         None => {}
     }
     // The load generator on one thread, as `wrk -t1`: the rest of the machine is the servers'.
@@ -149,7 +160,10 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
     let mut samples: Vec<Vec<Sample>> = SCENARIOS.iter().map(|_| Vec::new()).collect();
     for rep in 0..args.reps {
         for (i, scenario) in SCENARIOS.iter().enumerate() {
-            let chosen = args.only.as_ref().is_none_or(|o| scenario.name.contains(o.as_str()));
+            let chosen = args
+                .only
+                .as_ref()
+                .is_none_or(|o| scenario.name.contains(o.as_str()));
             if i != 0 && !chosen {
                 continue;
             }
@@ -184,8 +198,43 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
     if !failures.is_empty() {
         anyhow::bail!("the benchmark saw failures:\n{}", failures.join("\n"));
     }
-    let table = table(&samples, &args);
+    let mut table = table(&samples, &args);
+    let fault_time = Duration::from_secs(if args.quick { 3 } else { 10 });
+    let findings = [
+        failures::hang_ups(&node, &me).await?,
+        failures::fault(
+            failures::Fault::Stop,
+            &node,
+            origin.addr,
+            args.keys,
+            args.connections,
+            fault_time,
+        )
+        .await?,
+        failures::fault(
+            failures::Fault::KillAndRestart,
+            &node,
+            origin.addr,
+            args.keys,
+            args.connections,
+            fault_time,
+        )
+        .await?,
+    ];
+    for finding in &findings {
+        let _ = write!(table, "\n{}\n", finding.text);
+    }
     println!("{table}");
+    let broken: Vec<&str> = findings
+        .iter()
+        .filter(|f| !f.held)
+        .map(|f| f.text.as_str())
+        .collect();
+    anyhow::ensure!(
+        broken.is_empty(),
+        "a failure scenario broke:\n{}",
+        broken.join("\n")
+    );
     if args.quick {
         println!("quick run: every scenario answered, no errors, no wrong values");
     } else {

@@ -22,6 +22,9 @@ pub(crate) struct Proc {
     child: Child,
     /// Where it said it listens (a node: its client API).
     pub(crate) addr: SocketAddr,
+    program: PathBuf,
+    args: Vec<String>,
+    marker: String,
 }
 
 impl Proc {
@@ -59,7 +62,19 @@ impl Proc {
         };
         // Drain what else it prints, so that it never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Proc { child, addr })
+        Ok(Proc {
+            child,
+            addr,
+            program: program.to_path_buf(),
+            args: args.to_vec(),
+            marker: marker.to_string(),
+        })
+    }
+
+    /// The same process started again, with the same arguments (a node comes back on its peer
+    /// port; its client API may move).
+    pub(crate) async fn restart(&self) -> anyhow::Result<Proc> {
+        Proc::start(&self.program, &self.args, &self.marker).await
     }
 
     fn pid(&self) -> anyhow::Result<u32> {
@@ -83,7 +98,6 @@ impl Proc {
     }
 
     /// Sends `signal` (`-STOP`, `-CONT`, `-KILL`).
-    #[allow(dead_code)]
     pub(crate) fn signal(&self, signal: &str) -> anyhow::Result<()> {
         let status = std::process::Command::new("kill")
             .args([signal, &self.pid()?.to_string()])

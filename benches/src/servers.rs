@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -26,8 +27,8 @@ pub(crate) enum Kind {
 }
 
 /// Serves `kind` on `listen` until the process is killed, on tokio's multi-threaded runtime
-/// (as a node runs), printing `listening on {addr}` once bound.
-pub(crate) fn run(kind: Kind, listen: SocketAddr) -> anyhow::Result<()> {
+/// (as a node runs), printing `listening on {addr}` once bound; each answer waits `delay`.
+pub(crate) fn run(kind: Kind, listen: SocketAddr, delay: Duration) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -44,7 +45,12 @@ pub(crate) fn run(kind: Kind, listen: SocketAddr) -> anyhow::Result<()> {
                     Kind::Floor => fixed.clone(),
                     Kind::Origin => value_of(req.uri().path().trim_start_matches('/').as_bytes()),
                 };
-                async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
+                async move {
+                    if !delay.is_zero() {
+                        tokio::time::sleep(delay).await;
+                    }
+                    Ok::<_, Infallible>(Response::new(Full::new(body)))
+                }
             });
             tokio::spawn(async move {
                 let _ = http1::Builder::new()
