@@ -93,23 +93,22 @@ pub(crate) async fn run(
     duration: Duration,
     seed: u64,
 ) -> anyhow::Result<Report> {
-    let deadline = Instant::now() + duration;
+    // Keys are drawn before the clock starts: drawing takes a while.
+    let sequences: Vec<Vec<usize>> = (0..connections)
+        .map(|c| draw(space, keys, seed.wrapping_add(c as u64)))
+        .collect();
+    let started = Instant::now();
+    let deadline = started + duration;
     let mut workers = Vec::new();
-    for c in 0..connections {
-        let sequence = draw(space, keys, seed.wrapping_add(c as u64));
+    for sequence in sequences {
         let target = target.clone();
-        let started = deadline - duration;
         workers.push(tokio::spawn(async move {
             connection(&target, sequence, started, |_| Instant::now() >= deadline).await
         }));
     }
-    let started = Instant::now();
     let mut report = empty_report()?;
     for worker in workers {
-        merge(
-            &mut report,
-            worker.await.context("a load connection panicked")??,
-        )?;
+        merge(&mut report, worker.await.context("a load connection panicked")??)?;
     }
     report.elapsed = started.elapsed();
     Ok(report)
