@@ -108,7 +108,10 @@ pub(crate) async fn run(
     }
     let mut report = empty_report()?;
     for worker in workers {
-        merge(&mut report, worker.await.context("a load connection panicked")??)?;
+        merge(
+            &mut report,
+            worker.await.context("a load connection panicked")??,
+        )?;
     }
     report.elapsed = started.elapsed();
     Ok(report)
