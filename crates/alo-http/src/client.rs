@@ -10,17 +10,13 @@ use alo_group::{BoxFuture, Found, LoadError, PeerGetter, Stale};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, response};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
+use crate::conns::{Conns, SendError};
 use crate::health::{Change, Health, HealthOptions, PeerStats};
 use crate::protocol::{
     self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, STALE_HEADER, TTL_HEADER,
 };
 use crate::{AUTH_HEADER, PeerSecrets};
-
-/// The pooled client every peer getter of a pool shares: one connection pool per process.
-pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// A [`PeerGetter`] that asks one peer over HTTP.
 ///
@@ -50,7 +46,7 @@ struct Peer {
     /// `http://host:port`, no trailing slash.
     url: String,
     base_path: String,
-    client: HttpClient,
+    conns: Conns,
     timeout: Duration,
     max_response_bytes: usize,
     health: Health,
@@ -70,7 +66,7 @@ impl HttpGetter {
     pub(crate) fn new(
         url: String,
         base_path: String,
-        client: HttpClient,
+        connect_timeout: Duration,
         timeout: Duration,
         max_response_bytes: usize,
         health: HealthOptions,
@@ -79,9 +75,9 @@ impl HttpGetter {
         HttpGetter {
             inner: Arc::new(Peer {
                 health: Health::new(url.clone(), health),
+                conns: Conns::new(url.trim_start_matches("http://"), connect_timeout),
                 url,
                 base_path,
-                client,
                 timeout,
                 max_response_bytes,
                 secrets,
@@ -110,12 +106,8 @@ impl HttpGetter {
         if health.is_down() {
             return Err(LoadError::unreachable(format_args!("{} is down", peer.url)));
         }
-        let uri = format!(
-            "{}{}",
-            peer.url,
-            protocol::path(&peer.base_path, group, key)
-        );
-        let exchange = peer.exchange(Method::GET, uri, Bytes::new());
+        let path = protocol::path(&peer.base_path, group, key);
+        let exchange = peer.exchange(Method::GET, path, Bytes::new());
         let mut exchange = pin!(tokio::time::timeout(peer.timeout, exchange));
         let mut went_down = pin!(health.went_down());
         let answer = loop {
@@ -155,8 +147,7 @@ impl HttpGetter {
     /// Sent whatever the peer's health: a write must reach a member, or report that it did not.
     async fn write(&self, method: Method, path: String, body: Bytes) -> Result<(), LoadError> {
         let peer = &self.inner;
-        let uri = format!("{}{path}", peer.url);
-        let answer = tokio::time::timeout(peer.timeout, peer.exchange(method, uri, body)).await;
+        let answer = tokio::time::timeout(peer.timeout, peer.exchange(method, path, body)).await;
         match answer {
             Ok(Ok((parts, _))) if parts.status == StatusCode::NO_CONTENT => Ok(()),
             Ok(Ok((parts, body))) => {
@@ -178,20 +169,22 @@ impl HttpGetter {
 }
 
 impl Peer {
-    /// One request and its whole response body.
+    /// One request for `path` and its whole response body.
     async fn exchange(
         &self,
         method: Method,
-        uri: String,
+        path: String,
         body: Bytes,
     ) -> Result<(response::Parts, Bytes), NoAnswer> {
         let no_answer = |reason: String, peer_fault| NoAnswer { reason, peer_fault };
-        let request = self
-            .request(method, &uri, body)
-            .map_err(|e| no_answer(format!("{}: bad request: {e}", self.url), false))?;
-        let response = self.client.request(request).await.map_err(|e| {
-            let what = if e.is_connect() { "connect" } else { "request" };
-            no_answer(format!("{}: {what} failed: {}", self.url, chain(&e)), true)
+        let make = || self.request(method.clone(), &path, body.clone());
+        let (response, conn) = self.conns.send(make).await.map_err(|e| {
+            let fault = !matches!(e, SendError::Build(_));
+            let why = match &e {
+                SendError::Request(e) => format!("request failed: {}", chain(e)),
+                other => other.to_string(),
+            };
+            no_answer(format!("{}: {why}", self.url), fault)
         })?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, self.max_response_bytes)
@@ -208,20 +201,19 @@ impl Peer {
                 )
             })?
             .to_bytes();
+        self.conns.give_back(conn);
         Ok((parts, body))
     }
 
-    /// A request for `uri` (this peer's URL and a path), with its proof when the cluster has
-    /// secrets.
+    /// A request for `path` (and query), with its proof when the cluster has secrets.
     fn request(
         &self,
         method: Method,
-        uri: &str,
+        path: &str,
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, http::Error> {
-        let mut request = Request::builder().method(method.clone()).uri(uri);
+        let mut request = Request::builder().method(method.clone()).uri(path);
         if let Some(secrets) = &self.secrets {
-            let path = &uri[self.url.len()..];
             let proof = secrets.proof(method.as_str(), path, &body, std::time::SystemTime::now());
             request = request.header(AUTH_HEADER, proof);
         }
@@ -284,14 +276,12 @@ impl Peer {
 
     /// `GET {base}` within the probe timeout: any HTTP answer means the peer is serving.
     async fn probe(&self) -> Result<(), String> {
-        let uri = format!("{}{}", self.url, self.base_path);
-        let request = self
-            .request(Method::GET, &uri, Bytes::new())
-            .map_err(|e| format!("{}: bad probe: {e}", self.url))?;
+        let make = || self.request(Method::GET, &self.base_path, Bytes::new());
         let limit = self.health.options().probe_timeout;
-        match tokio::time::timeout(limit, self.client.request(request)).await {
+        // The probe's connection is dropped with its answer: probes are rare.
+        match tokio::time::timeout(limit, self.conns.send(make)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("{}: probe failed: {}", self.url, chain(&e))),
+            Ok(Err(e)) => Err(format!("{}: probe failed: {e}", self.url)),
             Err(_) => Err(format!(
                 "{}: no answer to a probe within {limit:?}",
                 self.url

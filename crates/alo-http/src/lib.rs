@@ -47,6 +47,7 @@
 mod auth;
 mod client;
 mod conn;
+mod conns;
 mod error;
 mod health;
 mod pool;

@@ -7,11 +7,8 @@ use std::time::Duration;
 
 use alo_group::{PeerGetter, PeerPicker};
 use alo_hashring::HashRing;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
-use crate::client::{HttpClient, HttpGetter};
+use crate::client::HttpGetter;
 use crate::health::{HealthOptions, PeerStats};
 use crate::{DEFAULT_BASE_PATH, Error, PeerSecrets};
 
@@ -122,7 +119,7 @@ impl PoolOptions {
 }
 
 /// This node's view of the cluster: its own URL, the members, the hash ring over them and a
-/// pooled HTTP client per process. It is the [`PeerPicker`] of the node's groups: the ring's owner
+/// pool of keep-alive connections per peer. It is the [`PeerPicker`] of the node's groups: the ring's owner
 /// of a key is asked over HTTP, or, when the owner is this node, nobody.
 ///
 /// [`set_peers`](HttpPool::set_peers) builds a new ring and swaps it in whole, so gets in flight
@@ -130,7 +127,6 @@ impl PoolOptions {
 pub struct HttpPool {
     self_url: String,
     options: PoolOptions,
-    client: HttpClient,
     view: RwLock<Arc<View>>,
 }
 
@@ -160,10 +156,6 @@ impl HttpPool {
             });
         }
         let self_url = normalized;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(options.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
         let pool = HttpPool {
             view: RwLock::new(Arc::new(View {
                 ring: HashRing::with_replicas(options.replicas),
@@ -171,7 +163,6 @@ impl HttpPool {
             })),
             self_url,
             options,
-            client,
         };
         pool.set_peers(std::iter::empty::<&str>())?;
         Ok(Arc::new(pool))
@@ -223,7 +214,7 @@ impl HttpPool {
                     Arc::new(HttpGetter::new(
                         peer.clone(),
                         self.options.base_path.clone(),
-                        self.client.clone(),
+                        self.options.connect_timeout,
                         self.options.timeout,
                         self.options.max_response_bytes,
                         self.options.health,
