@@ -106,15 +106,7 @@ pub(crate) async fn run(
             connection(&target, sequence, started, |_| Instant::now() >= deadline).await
         }));
     }
-    let mut report = empty_report()?;
-    for worker in workers {
-        merge(
-            &mut report,
-            worker.await.context("a load connection panicked")??,
-        )?;
-    }
-    report.elapsed = started.elapsed();
-    Ok(report)
+    gather(workers, started).await
 }
 
 /// Asks `target` for every key of `space` once, over `connections` connections: the warm-up.
@@ -133,13 +125,17 @@ pub(crate) async fn sweep(
             connection(&target, sequence, started, move |i| i >= n).await
         }));
     }
-    let started = Instant::now();
+    gather(workers, Instant::now()).await
+}
+
+/// The connections' reports added up, timed from `started` to the last one's end.
+async fn gather(
+    workers: Vec<tokio::task::JoinHandle<anyhow::Result<Report>>>,
+    started: Instant,
+) -> anyhow::Result<Report> {
     let mut report = empty_report()?;
     for worker in workers {
-        merge(
-            &mut report,
-            worker.await.context("a warm-up connection panicked")??,
-        )?;
+        merge(&mut report, worker.await.context("a connection panicked")??)?;
     }
     report.elapsed = started.elapsed();
     Ok(report)

@@ -200,27 +200,13 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
     }
     let mut table = table(&samples, &args);
     let fault_time = Duration::from_secs(if args.quick { 3 } else { 10 });
-    let findings = [
-        failures::hang_ups(&node, &me).await?,
-        failures::fault(
-            failures::Fault::Stop,
-            &node,
-            origin.addr,
-            args.keys,
-            args.connections,
-            fault_time,
-        )
-        .await?,
-        failures::fault(
-            failures::Fault::KillAndRestart,
-            &node,
-            origin.addr,
-            args.keys,
-            args.connections,
-            fault_time,
-        )
-        .await?,
-    ];
+    let mut findings = vec![failures::hang_ups(&node, &me).await?];
+    for fault in [failures::Fault::Stop, failures::Fault::KillAndRestart] {
+        let (keys, connections) = (args.keys, args.connections);
+        let finding =
+            failures::fault(fault, &node, origin.addr, keys, connections, fault_time).await?;
+        findings.push(finding);
+    }
     for finding in &findings {
         let _ = write!(table, "\n{}\n", finding.text);
     }
