@@ -129,9 +129,7 @@ impl Group {
         let mut written = self.remove_on(peers, keys).await;
         written.members += 1;
         for u in unreachable {
-            if !written.unreachable.iter().any(|w| w.peer == u.peer) {
-                written.unreachable.push(u);
-            }
+            add(&mut written.unreachable, u);
         }
         Ok(written)
     }
@@ -139,13 +137,15 @@ impl Group {
     /// Empties the group on every member, in two rounds (see the module docs).
     pub async fn purge(&self) -> Written {
         let inner = &self.inner;
-        let mut written = Written::default();
+        let peers = self.peers();
+        let mut written = Written {
+            members: peers.len() + 1,
+            unreachable: Vec::new(),
+        };
         // Alone, there is nobody to fetch a copy from between two rounds.
-        let rounds = if self.peers().is_empty() { 1 } else { 2 };
+        let rounds = if peers.is_empty() { 1 } else { 2 };
         for _round in 0..rounds {
             self.purge_local();
-            let peers = self.peers();
-            written.members = peers.len() + 1;
             let sent = peers
                 .iter()
                 .map(|peer| async move { (peer, inner.send(peer.purge(&inner.name)).await) });
@@ -307,12 +307,18 @@ enum Member {
     Peer(Peer),
 }
 
-/// Adds `peer` to `unreachable` unless it is there already.
+/// Adds `peer`, which failed with `error`, to `unreachable` unless it is there already.
 fn note(unreachable: &mut Vec<Unreached>, peer: &Peer, error: &LoadError) {
-    if !unreachable.iter().any(|u| u.peer == peer.name()) {
-        unreachable.push(Unreached {
-            peer: peer.name().to_string(),
-            reason: error.to_string().into(),
-        });
+    let u = Unreached {
+        peer: peer.name().to_string(),
+        reason: error.to_string().into(),
+    };
+    add(unreachable, u);
+}
+
+/// Adds `u` to `unreachable` unless its member is there already (with its first reason).
+fn add(unreachable: &mut Vec<Unreached>, u: Unreached) {
+    if !unreachable.iter().any(|w| w.peer == u.peer) {
+        unreachable.push(u);
     }
 }
