@@ -183,6 +183,7 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
         }
     }
     if args.only.is_some() {
+        println!("{}", table(&samples, &args));
         return Ok(());
     }
     let failures: Vec<String> = SCENARIOS
@@ -358,6 +359,9 @@ fn table(samples: &[Vec<Sample>], args: &Args) -> String {
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let cpu_per = |s: &Sample| s.cpu.as_secs_f64() * 1e6 / s.report.ok.max(1) as f64;
     for (scenario, runs) in SCENARIOS.iter().zip(samples) {
+        if runs.is_empty() {
+            continue; // left out by `--only`
+        }
         let per_rep = |f: &dyn Fn(&Sample, &Sample) -> f64| {
             median(runs.iter().zip(floor).map(|(s, f0)| f(s, f0)).collect())
         };

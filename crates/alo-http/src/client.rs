@@ -3,20 +3,23 @@
 
 use std::fmt;
 use std::pin::pin;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use alo_group::{BoxFuture, Found, LoadError, PeerGetter, Stale};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, response};
 use http_body_util::{BodyExt, Full, Limited};
+use tokio::sync::oneshot;
 
 use crate::conns::{Conns, SendError};
 use crate::health::{Change, Health, HealthOptions, PeerStats};
 use crate::protocol::{
-    self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, STALE_HEADER, TTL_HEADER,
+    self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PENDING, STALE_HEADER,
+    TTL_HEADER, Token,
 };
-use crate::{AUTH_HEADER, PeerSecrets};
+use crate::{AUTH_HEADER, PeerSecrets, PoolOptions};
 
 /// A [`PeerGetter`] that asks one peer over HTTP.
 ///
@@ -31,6 +34,10 @@ use crate::{AUTH_HEADER, PeerSecrets};
 ///   protocol (another status, a body over the response limit).
 /// - No answer within the pool's timeout (the owner's load deadline plus a margin):
 ///   [`LoadError::Timeout`].
+///
+/// Keys asked for while others bound for the same peer and group wait to be sent go out
+/// together, as one batch get (see the crate README); each key's answer means what it would
+/// alone.
 ///
 /// Connect errors, resets and timeouts count against the peer's health; enough of them in a row
 /// mark it down (see [`PoolOptions`](crate::PoolOptions)). A request that has waited a probe
@@ -52,6 +59,31 @@ struct Peer {
     health: Health,
     /// Signs every request when the cluster has secrets.
     secrets: Option<PeerSecrets>,
+    /// The most keys in one batch get; 1 sends every key alone.
+    max_batch_keys: usize,
+    /// Keys waiting to be sent, by group.
+    queue: Mutex<Vec<Queued>>,
+    batches: AtomicU64,
+    batched_keys: AtomicU64,
+}
+
+/// The keys of one group waiting for their batch to be sent.
+struct Queued {
+    group: String,
+    waiters: Vec<Waiter>,
+}
+
+/// A key in a batch, and where its answer goes.
+struct Waiter {
+    key: Bytes,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// A batch's answer for one key.
+enum Answer {
+    Found(Result<Found, LoadError>),
+    /// The owner is loading the key: ask for it alone, which joins that load.
+    AskAlone,
 }
 
 /// Why an exchange produced no answer.
@@ -63,24 +95,21 @@ struct NoAnswer {
 }
 
 impl HttpGetter {
-    pub(crate) fn new(
-        url: String,
-        base_path: String,
-        connect_timeout: Duration,
-        timeout: Duration,
-        max_response_bytes: usize,
-        health: HealthOptions,
-        secrets: Option<PeerSecrets>,
-    ) -> Self {
+    pub(crate) fn new(url: String, options: &PoolOptions) -> Self {
+        let health: HealthOptions = options.health;
         HttpGetter {
             inner: Arc::new(Peer {
                 health: Health::new(url.clone(), health),
-                conns: Conns::new(url.trim_start_matches("http://"), connect_timeout),
+                conns: Conns::new(url.trim_start_matches("http://"), options.connect_timeout),
                 url,
-                base_path,
-                timeout,
-                max_response_bytes,
-                secrets,
+                base_path: options.base_path.clone(),
+                timeout: options.timeout,
+                max_response_bytes: options.max_response_bytes,
+                secrets: options.secrets.clone(),
+                max_batch_keys: options.max_batch_keys,
+                queue: Mutex::new(Vec::new()),
+                batches: AtomicU64::new(0),
+                batched_keys: AtomicU64::new(0),
             }),
         }
     }
@@ -97,57 +126,52 @@ impl HttpGetter {
 
     /// The peer's health and its counters.
     pub fn stats(&self) -> PeerStats {
-        self.inner.health.stats()
+        let peer = &self.inner;
+        PeerStats {
+            batches: peer.batches.load(Ordering::Relaxed),
+            batched_keys: peer.batched_keys.load(Ordering::Relaxed),
+            ..peer.health.stats()
+        }
     }
 
+    /// Asks for `key`: alone, or in the batch of its group that waits to be sent, which is
+    /// started when there is none.
     async fn fetch(&self, group: &str, key: &[u8]) -> Result<Found, LoadError> {
         let peer = &self.inner;
-        let health = &peer.health;
-        if health.is_down() {
+        if peer.health.is_down() {
             return Err(LoadError::unreachable(format_args!("{} is down", peer.url)));
         }
-        let path = protocol::path(&peer.base_path, group, key);
-        let exchange = peer.exchange(Method::GET, path, Bytes::new());
-        let mut exchange = pin!(tokio::time::timeout(peer.timeout, exchange));
-        let mut went_down = pin!(health.went_down());
-        let answer = loop {
-            tokio::select! {
-                answer = &mut exchange => break answer,
-                () = &mut went_down => {
-                    return Err(LoadError::unreachable(format_args!(
-                        "{} was marked down while the request waited",
-                        peer.url
-                    )));
-                }
-                // Still waiting: a slow load, or a peer that hangs? A probe tells.
-                () = tokio::time::sleep(health.options().probe_timeout) => {
-                    Peer::probe_soon(&self.inner);
-                }
-            }
+        if peer.max_batch_keys == 1 {
+            return Peer::get_alone(peer, group, key).await;
+        }
+        let (answer, rx) = oneshot::channel();
+        let waiter = Waiter {
+            key: Bytes::copy_from_slice(key),
+            answer,
         };
-        let (parts, body) = match answer {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(no_answer)) => {
-                if no_answer.peer_fault {
-                    Peer::failed(&self.inner, &no_answer.reason);
-                }
-                return Err(LoadError::unreachable(no_answer.reason));
-            }
-            Err(_) => {
-                let why = format!("{}: no answer within {:?}", peer.url, peer.timeout);
-                Peer::failed(&self.inner, &why);
-                return Err(LoadError::Timeout);
-            }
-        };
-        health.success();
-        peer.interpret(&parts, body)
+        if peer.enqueue(group, waiter) {
+            tokio::spawn(Peer::send_batch(Arc::clone(peer), group.to_string()));
+        }
+        match rx.await {
+            Ok(Answer::Found(found)) => found,
+            Ok(Answer::AskAlone) => Peer::get_alone(peer, group, key).await,
+            // The task sending the batch panicked, or the runtime is shutting down.
+            Err(_) => Err(LoadError::unreachable(format_args!(
+                "{}: the batch was dropped",
+                peer.url
+            ))),
+        }
     }
 
     /// One write: `method` on `path` with `body`, answered `204` when the peer applied it.
     /// Sent whatever the peer's health: a write must reach a member, or report that it did not.
     async fn write(&self, method: Method, path: String, body: Bytes) -> Result<(), LoadError> {
         let peer = &self.inner;
-        let answer = tokio::time::timeout(peer.timeout, peer.exchange(method, path, body)).await;
+        let answer = tokio::time::timeout(
+            peer.timeout,
+            peer.exchange(method, path, body, peer.max_response_bytes),
+        )
+        .await;
         match answer {
             Ok(Ok((parts, _))) if parts.status == StatusCode::NO_CONTENT => Ok(()),
             Ok(Ok((parts, body))) => {
@@ -169,12 +193,178 @@ impl HttpGetter {
 }
 
 impl Peer {
-    /// One request for `path` and its whole response body.
+    /// One `GET` for `key`, and what its answer means.
+    async fn get_alone(peer: &Arc<Peer>, group: &str, key: &[u8]) -> Result<Found, LoadError> {
+        let path = protocol::path(&peer.base_path, group, key);
+        let limit = peer.max_response_bytes;
+        let (parts, body) = Peer::ask(peer, Method::GET, path, Bytes::new(), limit).await?;
+        peer.interpret(parts.status, token(&parts), body)
+    }
+
+    /// Queues `waiter` in its group's batch; `true` when it is the first, whose batch must be
+    /// sent.
+    fn enqueue(&self, group: &str, waiter: Waiter) -> bool {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(queued) = queue.iter_mut().find(|q| q.group == group) {
+            queued.waiters.push(waiter);
+            return false;
+        }
+        queue.push(Queued {
+            group: group.to_string(),
+            waiters: vec![waiter],
+        });
+        true
+    }
+
+    /// Takes up to a batch of `group`'s waiting keys, dropping those nobody waits for any
+    /// more. The rest stay queued, and `true` says a further batch must be sent for them.
+    fn take_batch(&self, group: &str) -> (Vec<Waiter>, bool) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(at) = queue.iter().position(|q| q.group == group) else {
+            return (Vec::new(), false);
+        };
+        let waiters = &mut queue[at].waiters;
+        waiters.retain(|w| !w.answer.is_closed());
+        if waiters.len() <= self.max_batch_keys {
+            return (queue.swap_remove(at).waiters, false);
+        }
+        let rest = waiters.split_off(self.max_batch_keys);
+        (std::mem::replace(waiters, rest), true)
+    }
+
+    /// Sends the batch of `group`'s waiting keys, once the tasks ready to run now have run (any
+    /// of them may add a key), and gives each key its answer.
+    fn send_batch(peer: Arc<Peer>, group: String) -> BoxFuture<'static, ()> {
+        // Boxed: it spawns itself for a batch's overflow, and the type of an `async fn` that
+        // contains itself cannot be shown to be `Send`.
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            let (waiters, more) = peer.take_batch(&group);
+            if more {
+                tokio::spawn(Peer::send_batch(Arc::clone(&peer), group.clone()));
+            }
+            let answers = match waiters.as_slice() {
+                [] => return,
+                [one] => vec![Answer::Found(
+                    Peer::get_alone(&peer, &group, &one.key).await,
+                )],
+                _ => Peer::get_batch(&peer, &group, &waiters).await,
+            };
+            for (waiter, answer) in waiters.into_iter().zip(answers) {
+                // A waiter that left has nobody to tell.
+                let _ = waiter.answer.send(answer);
+            }
+        })
+    }
+
+    /// One batch get for `waiters`' keys, and the answer for each.
+    async fn get_batch(peer: &Arc<Peer>, group: &str, waiters: &[Waiter]) -> Vec<Answer> {
+        peer.batches.fetch_add(1, Ordering::Relaxed);
+        peer.batched_keys
+            .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+        let keys: Vec<Bytes> = waiters.iter().map(|w| w.key.clone()).collect();
+        let path = protocol::batch_path(&peer.base_path, group);
+        // Each value within the limit of one, plus its frame's head.
+        let limit = (peer.max_response_bytes.saturating_add(64)).saturating_mul(keys.len());
+        let body = protocol::encode_keys(&keys);
+        let answered = Peer::ask(peer, Method::POST, path, body, limit).await;
+        let every = |e: LoadError| {
+            waiters
+                .iter()
+                .map(|_| Answer::Found(Err(e.clone())))
+                .collect()
+        };
+        let (parts, body) = match answered {
+            Ok(answer) => answer,
+            Err(e) => return every(e),
+        };
+        if parts.status != StatusCode::OK {
+            return every(
+                peer.interpret(parts.status, token(&parts), body)
+                    .err()
+                    .unwrap_or_else(|| LoadError::unreachable("a batch answered without frames")),
+            );
+        }
+        match protocol::frames(&body) {
+            Some(frames) if frames.len() == waiters.len() => frames
+                .into_iter()
+                .map(|(status, token, value)| match status {
+                    PENDING => Answer::AskAlone,
+                    // As a single answer over the limit would be.
+                    _ if value.len() > peer.max_response_bytes => {
+                        Answer::Found(Err(LoadError::unreachable(format_args!(
+                            "{}: a value over the response limit",
+                            peer.url
+                        ))))
+                    }
+                    status => {
+                        let status =
+                            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                        Answer::Found(peer.interpret(status, token, value))
+                    }
+                })
+                .collect(),
+            _ => every(LoadError::unreachable(format_args!(
+                "{}: a batch answer that does not follow the protocol",
+                peer.url
+            ))),
+        }
+    }
+
+    /// One request, within the timeout, given up when the peer is marked down meanwhile, and
+    /// counted for the peer's health. `Unreachable` or `Timeout` when no answer came.
+    async fn ask(
+        peer: &Arc<Peer>,
+        method: Method,
+        path: String,
+        body: Bytes,
+        limit: usize,
+    ) -> Result<(response::Parts, Bytes), LoadError> {
+        let health = &peer.health;
+        let exchange = peer.exchange(method, path, body, limit);
+        let mut exchange = pin!(tokio::time::timeout(peer.timeout, exchange));
+        let mut went_down = pin!(health.went_down());
+        let answer = loop {
+            tokio::select! {
+                answer = &mut exchange => break answer,
+                () = &mut went_down => {
+                    return Err(LoadError::unreachable(format_args!(
+                        "{} was marked down while the request waited",
+                        peer.url
+                    )));
+                }
+                // Still waiting: a slow load, or a peer that hangs? A probe tells.
+                () = tokio::time::sleep(health.options().probe_timeout) => {
+                    Peer::probe_soon(peer);
+                }
+            }
+        };
+        match answer {
+            Ok(Ok(answer)) => {
+                health.success();
+                Ok(answer)
+            }
+            Ok(Err(no_answer)) => {
+                if no_answer.peer_fault {
+                    Peer::failed(peer, &no_answer.reason);
+                }
+                Err(LoadError::unreachable(no_answer.reason))
+            }
+            Err(_) => {
+                let why = format!("{}: no answer within {:?}", peer.url, peer.timeout);
+                Peer::failed(peer, &why);
+                Err(LoadError::Timeout)
+            }
+        }
+    }
+
+    /// One request for `path` and its whole response body, of at most `limit` bytes.
     async fn exchange(
         &self,
         method: Method,
         path: String,
         body: Bytes,
+        limit: usize,
     ) -> Result<(response::Parts, Bytes), NoAnswer> {
         let no_answer = |reason: String, peer_fault| NoAnswer { reason, peer_fault };
         let make = || self.request(method.clone(), &path, body.clone());
@@ -187,7 +377,7 @@ impl Peer {
             no_answer(format!("{}: {why}", self.url), fault)
         })?;
         let (parts, body) = response.into_parts();
-        let body = Limited::new(body, self.max_response_bytes)
+        let body = Limited::new(body, limit)
             .collect()
             .await
             .map_err(|e| {
@@ -220,18 +410,23 @@ impl Peer {
         request.body(Full::new(body))
     }
 
-    /// What an answer means for the group.
-    fn interpret(&self, parts: &response::Parts, body: Bytes) -> Result<Found, LoadError> {
-        let code = parts
-            .headers
-            .get(ERROR_HEADER)
-            .and_then(|v| v.to_str().ok());
+    /// What an answer (a response, or a frame of a batch's) means for the group.
+    fn interpret(
+        &self,
+        status: StatusCode,
+        token: Token<'_>,
+        body: Bytes,
+    ) -> Result<Found, LoadError> {
+        let code = match token {
+            Token::Code(code) => std::str::from_utf8(code).ok(),
+            _ => None,
+        };
         let text = || {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
             text.trim_end().to_string()
         };
-        match (parts.status, code) {
-            (StatusCode::OK, _) => Ok(found(parts, body)),
+        match (status, code) {
+            (StatusCode::OK, _) => Ok(found(token, body)),
             (StatusCode::NOT_FOUND, Some(NOT_FOUND)) => Err(LoadError::NotFound),
             (StatusCode::BAD_REQUEST, Some(INVALID_KEY)) => {
                 let text = text();
@@ -316,22 +511,35 @@ async fn revive(peer: Weak<Peer>) {
     }
 }
 
+/// What a response's headers say besides its status, as a batch's frame says it.
+fn token(parts: &response::Parts) -> Token<'_> {
+    let header = |name| {
+        parts
+            .headers
+            .get(name)
+            .map(|v: &http::HeaderValue| v.as_bytes())
+    };
+    if parts.status != StatusCode::OK {
+        return header(ERROR_HEADER).map_or(Token::None, Token::Code);
+    }
+    if let Some(why) = header(STALE_HEADER) {
+        return Token::Stale(why);
+    }
+    header(TTL_HEADER).map_or(Token::None, Token::Ttl)
+}
+
 /// A `200`'s value with its freshness. A value marked stale, or whose time to live cannot be
 /// read, is served and not kept.
-fn found(parts: &response::Parts, body: Bytes) -> Found {
-    let stale = match parts.headers.get(STALE_HEADER).map(|v| v.as_bytes()) {
-        None => None,
-        Some(b"while-revalidate") => Some(Stale::WhileRevalidate),
-        Some(_) => Some(Stale::IfError),
-    };
-    if let Some(why) = stale {
-        return Found::stale(body, why);
+fn found(token: Token<'_>, body: Bytes) -> Found {
+    match token {
+        Token::Stale(b"while-revalidate") => Found::stale(body, Stale::WhileRevalidate),
+        Token::Stale(_) => Found::stale(body, Stale::IfError),
+        Token::Ttl(ms) => {
+            let ttl = protocol::parse_ttl(ms).unwrap_or(Duration::ZERO);
+            Found::new(body, Some(ttl))
+        }
+        Token::None | Token::Code(_) => Found::new(body, None),
     }
-    let ttl = parts
-        .headers
-        .get(TTL_HEADER)
-        .map(|v| protocol::parse_ttl(v.as_bytes()).unwrap_or(Duration::ZERO));
-    Found::new(body, ttl)
 }
 
 impl PeerGetter for HttpGetter {

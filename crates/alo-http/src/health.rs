@@ -70,6 +70,10 @@ pub struct PeerStats {
     pub marked_down: u64,
     /// Times a probe brought it back up.
     pub marked_up: u64,
+    /// Batch gets sent to the peer (requests that asked for two keys or more at once).
+    pub batches: u64,
+    /// Keys asked for in those batches.
+    pub batched_keys: u64,
 }
 
 impl Health {
@@ -164,6 +168,8 @@ impl Health {
             failures: self.failures_total.load(Ordering::Relaxed),
             marked_down: self.marked_down.load(Ordering::Relaxed),
             marked_up: self.marked_up.load(Ordering::Relaxed),
+            batches: 0,
+            batched_keys: 0,
         }
     }
 

@@ -59,7 +59,7 @@ pub use client::HttpGetter;
 pub use conn::serve_with;
 pub use error::Error;
 pub use health::PeerStats;
-pub use pool::{DEFAULT_CONNECT_TIMEOUT, HttpPool, PoolOptions};
+pub use pool::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BATCH_KEYS, HttpPool, PoolOptions};
 pub use protocol::{
     ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, STALE_HEADER, TOO_LARGE,
     TTL_HEADER, TTL_QUERY, UNAUTHORIZED, UNKNOWN_GROUP,

@@ -16,16 +16,20 @@ use crate::{DEFAULT_BASE_PATH, Error, PeerSecrets};
 /// short against a load deadline.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// The most keys one batch get carries unless told otherwise.
+pub const DEFAULT_MAX_BATCH_KEYS: usize = 64;
+
 /// How a pool talks to peers, and when it gives up on one.
 #[derive(Clone, Debug)]
 pub struct PoolOptions {
-    base_path: String,
-    timeout: Duration,
-    connect_timeout: Duration,
-    max_response_bytes: usize,
+    pub(crate) base_path: String,
+    pub(crate) timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) max_response_bytes: usize,
     replicas: usize,
-    health: HealthOptions,
-    secrets: Option<PeerSecrets>,
+    pub(crate) max_batch_keys: usize,
+    pub(crate) health: HealthOptions,
+    pub(crate) secrets: Option<PeerSecrets>,
 }
 
 impl Default for PoolOptions {
@@ -36,6 +40,7 @@ impl Default for PoolOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_response_bytes: alo_group::DEFAULT_MAX_VALUE_BYTES,
             replicas: alo_hashring::DEFAULT_REPLICAS,
+            max_batch_keys: DEFAULT_MAX_BATCH_KEYS,
             health: HealthOptions {
                 failures: 3,
                 probe_timeout: Duration::from_millis(500),
@@ -108,6 +113,17 @@ impl PoolOptions {
     pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
         self.health.backoff = first;
         self.health.max_backoff = max.max(first);
+        self
+    }
+
+    /// The most keys one batch get asks a peer for (default 64); 1 turns batching off.
+    ///
+    /// Keys bound for the same peer and group while the pool is busy go in one request (see
+    /// the crate README, "Batch gets"): a batch costs each side about one request's work,
+    /// however many keys it carries. A key asked for alone, with nothing else to send, waits
+    /// no longer than the runtime takes to run the other tasks ready at that moment.
+    pub fn max_batch_keys(mut self, keys: usize) -> Self {
+        self.max_batch_keys = keys.max(1);
         self
     }
 
@@ -210,17 +226,11 @@ impl HttpPool {
             .into_iter()
             .filter(|m| *m != self.self_url)
             .map(|peer| {
-                let getter = old.getters.get(&peer).cloned().unwrap_or_else(|| {
-                    Arc::new(HttpGetter::new(
-                        peer.clone(),
-                        self.options.base_path.clone(),
-                        self.options.connect_timeout,
-                        self.options.timeout,
-                        self.options.max_response_bytes,
-                        self.options.health,
-                        self.options.secrets.clone(),
-                    ))
-                });
+                let getter = old
+                    .getters
+                    .get(&peer)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(HttpGetter::new(peer.clone(), &self.options)));
                 (peer, getter)
             })
             .collect();

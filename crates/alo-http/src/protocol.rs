@@ -113,6 +113,81 @@ pub(crate) fn decode_keys(body: &[u8]) -> Result<Vec<Bytes>, PathError> {
         .collect()
 }
 
+/// The query of a batch get: `POST {base}{group}?get` with the keys in the body, as a batch
+/// remove has them.
+pub(crate) const BATCH_QUERY: &str = "get";
+
+/// The path and query of a batch get of `group`'s keys.
+pub(crate) fn batch_path(base: &str, group: &str) -> String {
+    let mut path = group_path(base, group);
+    path.push('?');
+    path.push_str(BATCH_QUERY);
+    path
+}
+
+/// What a frame of a batch get's answer says besides its status: the fields a single answer
+/// carries in headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Token<'a> {
+    /// Nothing: a `200` whose value does not expire.
+    None,
+    /// A `200`'s `x-alo-ttl-ms`.
+    Ttl(&'a [u8]),
+    /// A `200`'s `x-alo-stale`.
+    Stale(&'a [u8]),
+    /// Any other status's `x-alo-error`.
+    Code(&'a [u8]),
+}
+
+/// The status of a frame whose key was not ready when the batch was answered: the owner is
+/// loading it; ask for it alone, which joins that load.
+pub(crate) const PENDING: u16 = 202;
+
+/// Appends one frame of a batch get's answer: `{status} {token} {length}\n` and the body.
+pub(crate) fn push_frame(out: &mut Vec<u8>, status: u16, token: Token<'_>, body: &[u8]) {
+    use std::io::Write as _;
+    let (prefix, field): (&[u8], &[u8]) = match token {
+        Token::None => (b"", b"-"),
+        Token::Ttl(ms) => (b"ttl-ms=", ms),
+        Token::Stale(why) => (b"stale=", why),
+        Token::Code(code) => (b"", code),
+    };
+    let _ = write!(out, "{status} ");
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(field);
+    let _ = writeln!(out, " {}", body.len());
+    out.extend_from_slice(body);
+}
+
+/// The frames of a batch get's answer, in the order of its keys; `None` at the first byte that
+/// does not follow the format.
+pub(crate) fn frames(body: &Bytes) -> Option<Vec<(u16, Token<'_>, Bytes)>> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let head_len = body[at..].iter().position(|&b| b == b'\n')?;
+        let head = &body[at..at + head_len];
+        let mut fields = head.split(|&b| b == b' ');
+        let (status, token, len) = (fields.next()?, fields.next()?, fields.next()?);
+        if fields.next().is_some() || status.len() != 3 {
+            return None;
+        }
+        let status = std::str::from_utf8(status).ok()?.parse().ok()?;
+        let len: usize = std::str::from_utf8(len).ok()?.parse().ok()?;
+        let token = match token {
+            b"-" => Token::None,
+            _ if token.starts_with(b"ttl-ms=") => Token::Ttl(&token[7..]),
+            _ if token.starts_with(b"stale=") => Token::Stale(&token[6..]),
+            _ => Token::Code(token),
+        };
+        let start = at + head_len + 1;
+        let end = start.checked_add(len).filter(|&end| end <= body.len())?;
+        frames.push((status, token, body.slice(start..end)));
+        at = end;
+    }
+    Some(frames)
+}
+
 /// The path of a request for `key` of `group`, under `base` (which ends in `/`).
 pub(crate) fn path(base: &str, group: &str, key: &[u8]) -> String {
     let mut path = String::with_capacity(base.len() + group.len() + key.len() * 3 + 1);
@@ -234,6 +309,50 @@ mod tests {
         assert_eq!(decode_keys(&encode_keys(&keys)), Ok(keys.to_vec()));
         assert!(decode_keys(b"a\n\nb\n").is_err(), "an empty key");
         assert!(decode_keys(b"a%zz\n").is_err());
+    }
+
+    #[test]
+    fn frames_round_trip_and_refuse_what_does_not_parse() {
+        let mut body = Vec::new();
+        push_frame(&mut body, 200, Token::Ttl(b"1500"), b"a value\nwith a line");
+        push_frame(&mut body, 200, Token::None, b"");
+        push_frame(&mut body, 200, Token::Stale(b"if-error"), b"old");
+        push_frame(
+            &mut body,
+            404,
+            Token::Code(b"not-found"),
+            b"key not found\n",
+        );
+        push_frame(&mut body, PENDING, Token::None, b"");
+        let body = Bytes::from(body);
+        let want = vec![
+            (
+                200,
+                Token::Ttl(b"1500"),
+                Bytes::from_static(b"a value\nwith a line"),
+            ),
+            (200, Token::None, Bytes::new()),
+            (200, Token::Stale(b"if-error"), Bytes::from_static(b"old")),
+            (
+                404,
+                Token::Code(b"not-found"),
+                Bytes::from_static(b"key not found\n"),
+            ),
+            (PENDING, Token::None, Bytes::new()),
+        ];
+        assert_eq!(frames(&body), Some(want));
+        for bad in [
+            &b"200 - 5\nabc"[..],
+            b"200 - 3",
+            b"200 -\nabc",
+            b"2000 - 0\n",
+            b"200 - 0 x\n",
+            b"200 - -1\n",
+            b"200 - 99999999999999999999999\n",
+        ] {
+            assert_eq!(frames(&Bytes::from_static(bad)), None, "{bad:?}");
+        }
+        assert_eq!(frames(&Bytes::new()), Some(vec![]));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The server side: answers peers' requests for a node's groups.
 
 use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use alo_group::{Error as GroupError, Found, Group, Groups, Written};
@@ -13,8 +15,8 @@ use tokio::net::TcpListener;
 
 use crate::conn::{Limits, serve_with};
 use crate::protocol::{
-    self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PathError, STALE_HEADER,
-    TOO_LARGE, TTL_HEADER, UNAUTHORIZED, UNKNOWN_GROUP,
+    self, BATCH_QUERY, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PENDING,
+    PathError, STALE_HEADER, TOO_LARGE, TTL_HEADER, Token, UNAUTHORIZED, UNKNOWN_GROUP,
 };
 use crate::{AUTH_HEADER, PeerSecrets};
 use crate::{DEFAULT_BASE_PATH, Error};
@@ -194,6 +196,9 @@ pub async fn serve(
             };
             if !proven(options, &parts.method, &parts.uri, &parts.headers, &body) {
                 return unauthorized();
+            }
+            if parts.method == Method::POST && parts.uri.query() == Some(BATCH_QUERY) {
+                return batch(&parts, &body, groups, options);
             }
             write(&parts, body, groups, options, Asker::Peer).await
         }
@@ -497,39 +502,123 @@ pub async fn respond(
     };
     match got {
         Ok(found) => value(found),
-        Err(GroupError::NotFound) => {
-            let mut resp = text(StatusCode::NOT_FOUND, "key not found\n");
-            resp.headers_mut()
-                .insert(ERROR_HEADER, HeaderValue::from_static(NOT_FOUND));
-            resp
-        }
-        Err(GroupError::EmptyKey) => text(StatusCode::BAD_REQUEST, "the key is empty\n"),
-        Err(GroupError::InvalidKey(reason)) => {
-            let mut resp = text(StatusCode::BAD_REQUEST, format!("invalid key: {reason}\n"));
-            resp.headers_mut()
-                .insert(ERROR_HEADER, HeaderValue::from_static(INVALID_KEY));
-            resp
-        }
-        // The cause (an origin's URL, a path, a panic's message) is in the log, written where
-        // the load failed; a client gets the category.
-        Err(GroupError::Load(_)) => {
-            coded(StatusCode::BAD_GATEWAY, LOAD_FAILED, "the origin failed")
-        }
-        Err(GroupError::Timeout) => coded(
-            StatusCode::GATEWAY_TIMEOUT,
-            LOAD_TIMEOUT,
-            "the load timed out",
-        ),
-        Err(GroupError::Panicked(_)) => coded(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            LOAD_FAILED,
-            "internal error",
-        ),
         Err(e) => {
-            tracing::error!(error = %e, "unexpected error answering a request");
-            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+            let Failure {
+                status,
+                code,
+                text: why,
+            } = failure(e);
+            let mut resp = text(status, why);
+            if let Some(code) = code {
+                resp.headers_mut()
+                    .insert(ERROR_HEADER, HeaderValue::from_static(code));
+            }
+            resp
         }
     }
+}
+
+/// How a lookup that produced no value is answered, alone or in a batch.
+struct Failure {
+    status: StatusCode,
+    /// The `x-alo-error` code.
+    code: Option<&'static str>,
+    text: Bytes,
+}
+
+fn failure(e: GroupError) -> Failure {
+    let fail = |status, code, text: &'static str| Failure {
+        status,
+        code,
+        text: Bytes::from_static(text.as_bytes()),
+    };
+    match e {
+        GroupError::NotFound => fail(StatusCode::NOT_FOUND, Some(NOT_FOUND), "key not found\n"),
+        GroupError::EmptyKey => fail(StatusCode::BAD_REQUEST, None, "the key is empty\n"),
+        GroupError::InvalidKey(reason) => Failure {
+            status: StatusCode::BAD_REQUEST,
+            code: Some(INVALID_KEY),
+            text: Bytes::from(format!("invalid key: {reason}\n")),
+        },
+        // The cause (an origin's URL, a path, a panic's message) is in the log, written where
+        // the load failed; a client gets the category.
+        GroupError::Load(_) => fail(
+            StatusCode::BAD_GATEWAY,
+            Some(LOAD_FAILED),
+            "the origin failed\n",
+        ),
+        GroupError::Timeout => fail(
+            StatusCode::GATEWAY_TIMEOUT,
+            Some(LOAD_TIMEOUT),
+            "the load timed out\n",
+        ),
+        GroupError::Panicked(_) => fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(LOAD_FAILED),
+            "internal error\n",
+        ),
+        e => {
+            tracing::error!(error = %e, "unexpected error answering a request");
+            fail(StatusCode::INTERNAL_SERVER_ERROR, None, "internal error\n")
+        }
+    }
+}
+
+/// Answers a peer's batch get, `POST {base}{group}?get` with one percent-encoded key per line:
+/// `200` with one frame per key, in the order asked (see the crate README). A key that is not
+/// answered at once, because this node must load it, is answered `202` and starts loading:
+/// the asker then asks for it alone and joins that load. So a slow key holds up no other.
+fn batch(
+    parts: &request::Parts,
+    body: &[u8],
+    groups: &Groups,
+    options: &ServerOptions,
+) -> Response<Full<Bytes>> {
+    let group_name = match protocol::parse_group(&options.base_path, parts.uri.path()) {
+        Ok(group) => group,
+        Err(e) => return bad_path(e),
+    };
+    let keys = match protocol::decode_keys(body) {
+        Ok(keys) if keys.is_empty() => return text(StatusCode::BAD_REQUEST, "no keys to get\n"),
+        Ok(keys) => keys,
+        Err(e) => return bad_path(e),
+    };
+    if keys.iter().any(|k| k.len() > options.max_key_bytes) {
+        let why = format!("a key is longer than {} bytes\n", options.max_key_bytes);
+        return text(StatusCode::URI_TOO_LONG, why);
+    }
+    let Some(group) = groups.get(&group_name) else {
+        return unknown_group(&group_name);
+    };
+    let mut frames = Vec::new();
+    let mut now = Context::from_waker(Waker::noop());
+    for key in &keys {
+        // Polled once: a hit is answered at once; a miss starts its load, which belongs to the
+        // group and goes on when this lookup is dropped.
+        match pin!(group.lookup_local(key)).poll(&mut now) {
+            Poll::Ready(Ok(found)) => {
+                let ms = found.ttl.map(|ttl| ttl.as_millis().to_string());
+                let token = match (found.stale, &ms) {
+                    (Some(why), _) => Token::Stale(why.as_str().as_bytes()),
+                    (None, Some(ms)) => Token::Ttl(ms.as_bytes()),
+                    (None, None) => Token::None,
+                };
+                protocol::push_frame(&mut frames, 200, token, &found.value);
+            }
+            Poll::Ready(Err(e)) => {
+                let Failure { status, code, text } = failure(e);
+                let token = code.map_or(Token::None, |c| Token::Code(c.as_bytes()));
+                protocol::push_frame(&mut frames, status.as_u16(), token, &text);
+            }
+            Poll::Pending => protocol::push_frame(&mut frames, PENDING, Token::None, b""),
+        }
+    }
+    let mut resp = Response::new(Full::new(Bytes::from(frames)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp
 }
 
 /// A `200` with the value, how long it stays fresh and whether it is stale.
