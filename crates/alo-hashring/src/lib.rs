@@ -36,10 +36,24 @@
 //! platform. A program in another language can reproduce the mapping from this paragraph; the
 //! golden test pins it against an independent implementation.
 //!
+//! Another placement can be expressed through the hasher: [`HashRing::with_hasher`] takes any
+//! [`RingHasher`] (a closure `Fn(&[u8]) -> u64` hashes keys and, over the node's bytes followed
+//! by `i`, points), and [`HashRing::with_hashers`] takes one function for keys and another for
+//! points, `point(node bytes, i)`, which is what another implementation's placement needs: its
+//! docs show groupcache's, which the tests check against a model of groupcache's
+//! `consistenthash` for arbitrary keys.
+//!
+//! [`add`](HashRing::add), [`add_weighted`](HashRing::add_weighted) and
+//! [`remove`](HashRing::remove) say what they did as a [`Change`]: added, reweighted, removed,
+//! or unchanged.
+//!
 //! # Costs
 //! With `P` points in all (`replicas × total weight`, 500 per node of weight 1 by default):
 //! - [`node_for`](HashRing::node_for): one xxh3 of the key, then O(1) expected: a radix index of
-//!   about one bucket per point narrows the search to one or two points.
+//!   one to two buckets per point, picked by the hash's top bits, narrows the search to the one
+//!   or two points of the key's bucket. It is not a binary search of the ring, except when a
+//!   hash crowds the points into few buckets (one that does not spread over the whole `u64`
+//!   range), where it degrades to one, O(log P).
 //! - [`nodes_for`](HashRing::nodes_for)`(key, n)`: walks clockwise until `n` distinct nodes are
 //!   found; about `P / len × n log n` points when nodes are of equal weight.
 //! - [`add`](HashRing::add): O(P) plus sorting the new node's points; [`extend`](Extend::extend)
@@ -53,8 +67,8 @@
 mod hasher;
 mod ring;
 
-pub use hasher::{RingHasher, SEED, Xxh3};
-pub use ring::{DEFAULT_REPLICAS, HashRing, MAX_REPLICAS};
+pub use hasher::{RingHasher, SEED, SplitHasher, Xxh3};
+pub use ring::{Change, DEFAULT_REPLICAS, HashRing, MAX_REPLICAS};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -1,8 +1,8 @@
-//! The ring: sorted virtual-node points and a binary search.
+//! The ring: sorted virtual-node points and a radix index over them.
 
 use std::fmt;
 
-use crate::{RingHasher, Xxh3};
+use crate::{RingHasher, SplitHasher, Xxh3};
 
 /// Virtual nodes per unit of weight unless the ring is built with another count; chosen from the
 /// balance measurements in the crate README.
@@ -15,9 +15,11 @@ pub const MAX_REPLICAS: usize = 4096;
 /// moves only the keys that node gains or loses.
 ///
 /// Each node is placed at `replicas × weight` points; point `i` of a node is
-/// `hash(node bytes ‖ i as 4 little-endian bytes)`. A key belongs to the node of the first point
-/// at or after `hash(key)`, wrapping past the top. Two nodes on one point are ordered by their
-/// bytes, so the order in which nodes were added never changes the mapping.
+/// `hash(node bytes ‖ i as 4 little-endian bytes)` unless the hasher places points by a function
+/// of their own ([`RingHasher::hash_point`], [`with_hashers`](Self::with_hashers)). A key belongs
+/// to the node of the first point at or after `hash(key)`, wrapping past the top. Two nodes on one
+/// point are ordered by their bytes, so the order in which nodes were added never changes the
+/// mapping.
 ///
 /// A node is identified by its bytes (`N: AsRef<[u8]>`, e.g. a `String` URL): two nodes with the
 /// same bytes would share their points, so give every node distinct bytes.
@@ -27,17 +29,33 @@ pub struct HashRing<N, H = Xxh3> {
     replicas: usize,
     /// The members in the order they were added.
     nodes: Vec<Member<N>>,
-    /// Every virtual node's position, ascending. Kept apart from `owners` so the binary search
-    /// touches only these.
+    /// Every virtual node's position, ascending. Kept apart from `owners` so the search within a
+    /// bucket touches only these.
     points: Vec<u64>,
     /// `owners[i]` is the index in `nodes` of the member at `points[i]`.
     owners: Vec<u32>,
     /// A radix index over `points`: `index[j]` is the first point at or above `j << shift`, and
-    /// the last entry is `points.len()`. With about one point per bucket, a lookup reads one
-    /// entry here and searches a slice of one or two points instead of the whole ring.
+    /// the last entry is `points.len()`. With between one and two buckets per point, a lookup
+    /// reads two entries here and searches the slice between them, one or two points when the
+    /// hash spreads them evenly, instead of the whole ring.
     index: Vec<u32>,
     /// `64 - log2(index.len() - 1)`: a hash's top bits pick its bucket.
     shift: u32,
+}
+
+/// What [`HashRing::add`], [`add_weighted`](HashRing::add_weighted) or
+/// [`remove`](HashRing::remove) did to the membership.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// The node was not a member and now is.
+    Added,
+    /// The node was a member and now has another weight, so it gained or lost keys.
+    Reweighted,
+    /// The node was a member and no longer is (removed, or given weight 0).
+    Removed,
+    /// Nothing changed: the node was already a member of that weight, or was not a member and
+    /// was removed or given weight 0.
+    Unchanged,
 }
 
 #[derive(Clone, Debug)]
@@ -65,9 +83,52 @@ impl<N: AsRef<[u8]>> Default for HashRing<N> {
     }
 }
 
+impl<N, K, P> HashRing<N, SplitHasher<K, P>>
+where
+    N: AsRef<[u8]>,
+    K: Fn(&[u8]) -> u64,
+    P: Fn(&[u8], u32) -> u64,
+{
+    /// An empty ring that places keys with `key(bytes)` and point `i` of each node with
+    /// `point(node bytes, i)`; `replicas` is clamped to `1..=MAX_REPLICAS`.
+    ///
+    /// This expresses placements that are not the default's, such as groupcache's, whose point
+    /// `i` of a node is `crc32(i in decimal ‖ node)` and a key's position `crc32(key)`:
+    /// ```
+    /// use alo_hashring::HashRing;
+    ///
+    /// // Any CRC-32 (IEEE) will do; this one is short.
+    /// fn crc32(bytes: &[u8]) -> u32 {
+    ///     let mut crc = !0u32;
+    ///     for &b in bytes {
+    ///         crc ^= u32::from(b);
+    ///         for _ in 0..8 {
+    ///             crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
+    ///         }
+    ///     }
+    ///     !crc
+    /// }
+    ///
+    /// // Shifted into the top bits: the order, so the owners, stay groupcache's, and the ring's
+    /// // index keeps lookups O(1).
+    /// let key = |bytes: &[u8]| u64::from(crc32(bytes)) << 32;
+    /// let point = |node: &[u8], i: u32| {
+    ///     let mut input = i.to_string().into_bytes();
+    ///     input.extend_from_slice(node);
+    ///     u64::from(crc32(&input)) << 32
+    /// };
+    /// let mut ring = HashRing::with_hashers(50, key, point);
+    /// ring.extend(["http://10.0.0.1:8080", "http://10.0.0.2:8080", "http://10.0.0.3:8080"]);
+    /// assert_eq!(ring.node_for("user:42"), Some(&"http://10.0.0.1:8080"));
+    /// ```
+    pub fn with_hashers(replicas: usize, key: K, point: P) -> Self {
+        Self::with_hasher(replicas, SplitHasher::new(key, point))
+    }
+}
+
 impl<N: AsRef<[u8]>, H: RingHasher> HashRing<N, H> {
-    /// An empty ring that places nodes and keys with `hasher`; `replicas` is clamped to
-    /// `1..=MAX_REPLICAS`.
+    /// An empty ring that places keys and points with `hasher` (see [`RingHasher`]);
+    /// `replicas` is clamped to `1..=MAX_REPLICAS`.
     pub fn with_hasher(replicas: usize, hasher: H) -> Self {
         HashRing {
             hasher,
@@ -80,59 +141,75 @@ impl<N: AsRef<[u8]>, H: RingHasher> HashRing<N, H> {
         }
     }
 
-    /// Adds `node` with weight 1. Returns whether it was new; adding a member again sets its
-    /// weight back to 1. O(P) for P points on the ring, plus sorting the new node's points.
-    pub fn add(&mut self, node: N) -> bool {
+    /// Adds `node` with weight 1: [`Change::Added`] when it is new, [`Change::Reweighted`] when
+    /// it was a member of another weight (now 1), [`Change::Unchanged`] when it was a member of
+    /// weight 1. O(P) for P points on the ring, plus sorting the new node's points.
+    pub fn add(&mut self, node: N) -> Change {
         self.add_weighted(node, 1)
     }
 
     /// Adds `node` with `weight × replicas` virtual nodes, so that it owns about `weight` times
-    /// the keys of a node of weight 1. Returns whether it was new; adding a member again changes
-    /// its weight. Weight 0 owns nothing: it removes the node and returns `false`.
-    pub fn add_weighted(&mut self, node: N, weight: u8) -> bool {
-        let added = self.place(node, weight);
-        self.reorder();
-        added
+    /// the keys of a node of weight 1; adding a member again changes its weight. Weight 0 owns
+    /// nothing: it removes the node.
+    ///
+    /// Returns [`Change::Added`] for a new node, [`Change::Reweighted`] for a member whose weight
+    /// changed, [`Change::Removed`] for a member given weight 0, and [`Change::Unchanged`] for a
+    /// member given its own weight or a non-member given weight 0.
+    pub fn add_weighted(&mut self, node: N, weight: u8) -> Change {
+        let change = self.place(node, weight);
+        if change != Change::Unchanged {
+            self.reorder();
+        }
+        change
     }
 
     /// Adds a node without restoring the order of the points; see `add_weighted`.
-    fn place(&mut self, node: N, weight: u8) -> bool {
+    fn place(&mut self, node: N, weight: u8) -> Change {
         let existing = self.position(node.as_ref());
         if let Some(i) = existing {
             if self.nodes[i].weight == weight {
-                return false;
+                return Change::Unchanged;
             }
             self.remove_at(i);
         }
-        if weight == 0 {
-            return false;
+        match (existing.is_some(), weight) {
+            (true, 0) => return Change::Removed,
+            (false, 0) => return Change::Unchanged,
+            _ => {}
         }
         let owner = self.nodes.len() as u32;
-        let mut input = node.as_ref().to_vec();
-        let len = input.len();
         for i in 0..self.replicas as u32 * u32::from(weight) {
-            input.truncate(len);
-            input.extend_from_slice(&i.to_le_bytes());
-            self.points.push(self.hasher.hash(&input));
+            self.points.push(self.hasher.hash_point(node.as_ref(), i));
             self.owners.push(owner);
         }
         self.nodes.push(Member { node, weight });
-        existing.is_none()
+        if existing.is_some() {
+            Change::Reweighted
+        } else {
+            Change::Added
+        }
     }
 
-    /// Removes the node whose bytes are `node`; returns whether it was a member. O(P).
-    pub fn remove(&mut self, node: &[u8]) -> bool {
+    /// Removes the node whose bytes are `node`: [`Change::Removed`] when it was a member,
+    /// [`Change::Unchanged`] when it was not. O(P).
+    pub fn remove(&mut self, node: &[u8]) -> Change {
         match self.position(node) {
             Some(i) => {
                 self.remove_at(i);
                 self.reindex();
-                true
+                Change::Removed
             }
-            None => false,
+            None => Change::Unchanged,
         }
     }
 
-    /// The node that owns `key`, or `None` when the ring is empty. O(log P), one hash of the key.
+    /// The node that owns `key`, or `None` when the ring is empty.
+    ///
+    /// One hash of the key, then O(1) expected: the radix index names the one or two points
+    /// that can follow the key's position, and a search of those finds the first. When the
+    /// points crowd into few buckets (a hash that does not spread over the whole `u64` range,
+    /// see [`RingHasher`]) the search is a binary search of the crowded bucket, O(log P) at
+    /// worst.
     pub fn node_for<K: AsRef<[u8]> + ?Sized>(&self, key: &K) -> Option<&N> {
         let i = self.first_point(key.as_ref())?;
         Some(&self.nodes[self.owners[i] as usize].node)

@@ -229,10 +229,15 @@ impl<K, V> Shard<K, V> {
 
         if let Some(mut s) = self.find(hash, &key) {
             self.move_to_front(s);
-            self.bytes -= self.entry(s).charge;
+            // The entry keeps its old charge, counted in `bytes`, until it takes the new value:
+            // `evicted` runs user code (a callback, a value's `Drop`) that may panic, and the
+            // shard must then still hold exactly the charges of its entries. Subtracting the old
+            // charge first left `bytes` short by it after such a panic, and a later removal of
+            // the entry wrapped below zero.
+            let old_charge = self.entry(s).charge;
             // `s` is the head and the new charge fits an empty shard, so the tail reaches `s`
             // only once everything else is gone, and by then the loop has stopped.
-            while !self.fits(self.bytes, charge) {
+            while !self.fits(self.bytes - old_charge, charge) {
                 let tail = self.tail();
                 let old = self.remove_slot(tail);
                 if s as usize == self.entries.len() + 1 {
@@ -242,7 +247,7 @@ impl<K, V> Shard<K, V> {
                 self.stats.evictions += 1;
                 evicted(old.key, old.value);
             }
-            self.bytes = self.bytes.saturating_add(charge);
+            self.bytes = (self.bytes - old_charge).saturating_add(charge);
             let entry = self.entry_mut(s);
             entry.charge = charge;
             return Ok(Some(mem::replace(&mut entry.value, value)));

@@ -57,6 +57,10 @@ impl<K: Hash + Eq, V, W: Weigher<K, V>, S: BuildHasher> Lru<K, V, W, S> {
     /// (least recently used first). Entries taken out by `remove`, `pop_lru` or `clear`, or
     /// replaced by `insert`, are not evictions and are not passed to it. Replaces any earlier
     /// callback.
+    ///
+    /// It runs once the entry is out of the cache and the cache is consistent, so a panic in it
+    /// (or in a value's `Drop`) leaves `len` and `bytes` exact; the `insert` that was evicting
+    /// may or may not have stored its entry.
     pub fn set_on_evict(&mut self, f: impl FnMut(K, V) + Send + Sync + 'static) {
         self.on_evict = Some(Box::new(f));
     }

@@ -16,7 +16,7 @@ pub struct Config {
     /// Address of the client API (`/api/{group}/{key}`, `/stats`, `/metrics`, `/healthz`).
     #[arg(long, env = "ALO_API", default_value = "127.0.0.1:9999")]
     pub api: SocketAddr,
-    /// This node's URL as its peers reach it [default: http://<listen address>].
+    /// This node's URL as its peers reach it; by default `http://<listen address>`.
     #[arg(long, env = "ALO_SELF_URL")]
     pub self_url: Option<String>,
     /// The cluster's peer URLs, comma-separated (this node may be listed or not).

@@ -1,6 +1,8 @@
-//! Pinned owners. These values were computed by an independent implementation (Python's
-//! `xxhash` package, from the placement rule in the crate docs). If this test fails, the change
-//! moves keys between nodes and would split a running cluster whose nodes run different versions.
+//! Pinned owners. These values were computed by independent implementations: Python's `xxhash`
+//! package, from the placement rule in the crate docs; and, for groupcache's placement, a Python
+//! model of golang/groupcache's `consistenthash` with its default hash (`zlib.crc32`, the same
+//! CRC-32 as Go's `crc32.ChecksumIEEE`). If this test fails, the change moves keys between nodes
+//! and would split a running cluster whose nodes run different versions.
 
 use alo_hashring::{DEFAULT_REPLICAS, HashRing, RingHasher, SEED, Xxh3};
 
@@ -75,5 +77,78 @@ fn weighted_owners_are_pinned() {
         let expected = if moved_to_3.contains(&key) { 3 } else { owner };
         let node = ring.node_for(key).expect("ring has nodes");
         assert_eq!(octet(node), expected, "owner of {key:?}");
+    }
+}
+
+/// CRC-32 (IEEE), bit by bit: groupcache's default hash.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xedb8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+/// groupcache's point `i` of `node`: the hash of `i` in decimal followed by the node's name.
+fn groupcache_point(node: &[u8], i: u32) -> u32 {
+    let mut input = i.to_string().into_bytes();
+    input.extend_from_slice(node);
+    crc32(&input)
+}
+
+#[test]
+fn groupcache_placement_is_expressed_for_any_key() {
+    assert_eq!(crc32(b"hello"), 907_060_870, "the CRC is IEEE's");
+    let nodes = [
+        "http://10.0.0.1:8080",
+        "http://10.0.0.2:8080",
+        "http://10.0.0.3:8080",
+    ];
+    // Owners with groupcache's HTTPPool default of 50 replicas: three nodes, then a fourth.
+    let three = [1, 2, 2, 1, 1, 2, 3, 1, 1, 3, 1, 3, 1, 2, 2];
+    let four = [1, 2, 2, 1, 1, 4, 3, 1, 1, 4, 4, 4, 1, 2, 2];
+
+    // As groupcache computes it, 32-bit positions; and shifted into the top bits, which keeps
+    // the order and so the owners.
+    let mut narrow = HashRing::with_hashers(
+        50,
+        |key: &[u8]| u64::from(crc32(key)),
+        |node: &[u8], i| u64::from(groupcache_point(node, i)),
+    );
+    let mut wide = HashRing::with_hashers(
+        50,
+        |key: &[u8]| u64::from(crc32(key)) << 32,
+        |node: &[u8], i| u64::from(groupcache_point(node, i)) << 32,
+    );
+    narrow.extend(nodes);
+    wide.extend(nodes);
+    for ((key, _), owner) in OWNERS.iter().zip(three) {
+        assert_eq!(
+            octet(narrow.node_for(key).expect("nodes")),
+            owner,
+            "owner of {key:?}"
+        );
+        assert_eq!(
+            octet(wide.node_for(key).expect("nodes")),
+            owner,
+            "owner of {key:?}"
+        );
+    }
+    narrow.add("http://10.0.0.4:8080");
+    wide.add("http://10.0.0.4:8080");
+    for ((key, _), owner) in OWNERS.iter().zip(four) {
+        assert_eq!(
+            octet(narrow.node_for(key).expect("nodes")),
+            owner,
+            "owner of {key:?}"
+        );
+        assert_eq!(
+            octet(wide.node_for(key).expect("nodes")),
+            owner,
+            "owner of {key:?}"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! The properties that make the ring consistent.
 
-use alo_hashring::HashRing;
+use std::collections::BTreeMap;
+
+use alo_hashring::{Change, HashRing};
 use proptest::prelude::*;
 use proptest::sample::subsequence;
 
@@ -65,7 +67,7 @@ proptest! {
         let gone = nodes[pick % nodes.len()].clone();
         let mut ring = ring(&nodes);
         let before = owners(&ring, &keys);
-        prop_assert!(ring.remove(gone.as_bytes()));
+        prop_assert_eq!(ring.remove(gone.as_bytes()), Change::Removed);
         for (b, a) in before.iter().zip(owners(&ring, &keys)) {
             prop_assert!(*b == a || *b == gone, "{} lost a key to {}", b, a);
             prop_assert_ne!(&a, &gone);
@@ -106,6 +108,74 @@ proptest! {
             let h = toy(key);
             let expected = points.iter().find(|p| p.0 >= h).unwrap_or(&points[0]).1;
             prop_assert_eq!(ring.node_for(key), Some(expected));
+        }
+    }
+
+    #[test]
+    fn lookups_with_split_hashers_agree_with_a_linear_scan(
+        nodes in members(), keys in keys(), replicas in 1usize..40,
+    ) {
+        // Points placed groupcache's way, "{i}{node}", by a function apart from the keys'.
+        let point = |node: &[u8], i: u32| {
+            let mut input = i.to_string().into_bytes();
+            input.extend_from_slice(node);
+            toy(&input)
+        };
+        let mut ring = HashRing::with_hashers(replicas, toy, point);
+        ring.extend(nodes.iter().cloned());
+        let mut points: Vec<(u64, &String)> = Vec::new();
+        for n in &nodes {
+            for i in 0..replicas {
+                points.push((toy(format!("{i}{n}").as_bytes()), n));
+            }
+        }
+        points.sort();
+        for key in &keys {
+            let h = toy(key);
+            let expected = points.iter().find(|p| p.0 >= h).unwrap_or(&points[0]).1;
+            prop_assert_eq!(ring.node_for(key), Some(expected));
+        }
+    }
+
+    #[test]
+    fn changes_are_reported_as_a_model_of_the_membership_sees_them(
+        ops in prop::collection::vec((0usize..6, prop::option::of(0u8..4)), 1..40),
+    ) {
+        // `Some(w)`: add_weighted(node, w); `None`: remove(node).
+        let mut ring = HashRing::with_replicas(4);
+        let mut model: BTreeMap<String, u8> = BTreeMap::new();
+        for (n, op) in ops {
+            let node = format!("node-{n}");
+            let before = model.get(&node).copied();
+            let (change, expected) = match op {
+                Some(w) => {
+                    let expected = match (before, w) {
+                        (None, 0) => Change::Unchanged,
+                        (None, _) => Change::Added,
+                        (Some(_), 0) => Change::Removed,
+                        (Some(old), w) if old == w => Change::Unchanged,
+                        (Some(_), _) => Change::Reweighted,
+                    };
+                    if w == 0 {
+                        model.remove(&node);
+                    } else {
+                        model.insert(node.clone(), w);
+                    }
+                    (ring.add_weighted(node.clone(), w), expected)
+                }
+                None => {
+                    let expected = if model.remove(&node).is_some() {
+                        Change::Removed
+                    } else {
+                        Change::Unchanged
+                    };
+                    (ring.remove(node.as_bytes()), expected)
+                }
+            };
+            prop_assert_eq!(change, expected, "{:?} of {}", op, node);
+            let mut members: Vec<&String> = ring.nodes().collect();
+            members.sort();
+            prop_assert_eq!(members, model.keys().collect::<Vec<_>>());
         }
     }
 

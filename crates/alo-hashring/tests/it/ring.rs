@@ -1,4 +1,4 @@
-use alo_hashring::{HashRing, MAX_REPLICAS};
+use alo_hashring::{Change, HashRing, MAX_REPLICAS};
 
 /// A toy hash that puts bytes where a test wants them: the first byte, scaled to the ring.
 fn first_byte(bytes: &[u8]) -> u64 {
@@ -46,14 +46,14 @@ fn equal_points_go_to_the_smaller_node_bytes_whatever_the_order() {
 }
 
 #[test]
-fn adding_again_is_not_new_and_removing_twice_is_false() {
+fn adding_again_and_removing_twice_change_nothing() {
     let mut ring = HashRing::new();
-    assert!(ring.add("a".to_string()));
-    assert!(!ring.add("a".to_string()));
+    assert_eq!(ring.add("a".to_string()), Change::Added);
+    assert_eq!(ring.add("a".to_string()), Change::Unchanged);
     assert_eq!(ring.len(), 1);
     assert!(ring.contains(b"a"));
-    assert!(ring.remove(b"a"));
-    assert!(!ring.remove(b"a"));
+    assert_eq!(ring.remove(b"a"), Change::Removed);
+    assert_eq!(ring.remove(b"a"), Change::Unchanged);
     assert!(!ring.contains(b"a"));
     assert_eq!(ring.node_for("k"), None);
 }
@@ -73,13 +73,50 @@ fn weight_scales_the_share_of_keys() {
 #[test]
 fn reweighting_a_member_keeps_one_member() {
     let mut ring = HashRing::new();
-    ring.add_weighted("a", 2);
-    assert!(!ring.add_weighted("a", 1));
+    assert_eq!(ring.add_weighted("a", 2), Change::Added);
+    assert_eq!(ring.add_weighted("a", 2), Change::Unchanged);
+    assert_eq!(ring.add_weighted("a", 1), Change::Reweighted);
+    assert_eq!(ring.add("a"), Change::Unchanged, "add is weight 1");
     assert_eq!(ring.nodes().collect::<Vec<_>>(), [&"a"]);
-    assert!(!ring.add_weighted("a", 0), "weight 0 removes");
+    assert_eq!(
+        ring.add_weighted("a", 0),
+        Change::Removed,
+        "weight 0 removes"
+    );
     assert!(ring.is_empty());
-    assert!(!ring.add_weighted("b", 0), "weight 0 adds nothing");
+    assert_eq!(
+        ring.add_weighted("b", 0),
+        Change::Unchanged,
+        "weight 0 adds nothing"
+    );
     assert!(ring.is_empty());
+}
+
+#[test]
+fn points_are_placed_by_their_own_function() {
+    // groupcache's own test: the hash of a key is its number, point `i` of node "6" is the
+    // number "{i}6", so with 3 replicas nodes 6, 4 and 2 sit at 2, 4, 6, 12, 14, 16, 22, 24, 26.
+    // Keys are any bytes: "11" is a key here, never mistaken for point 1 of node "1".
+    let number = |bytes: &[u8]| -> u64 {
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let point = move |node: &[u8], i: u32| {
+        let mut input = i.to_string().into_bytes();
+        input.extend_from_slice(node);
+        number(&input)
+    };
+    let mut ring = HashRing::with_hashers(3, number, point);
+    ring.extend(["6", "4", "2"]);
+    for (key, owner) in [("2", "2"), ("11", "2"), ("23", "4"), ("27", "2")] {
+        assert_eq!(ring.node_for(key), Some(&owner), "owner of {key}");
+    }
+    ring.add("8");
+    for (key, owner) in [("2", "2"), ("11", "2"), ("23", "4"), ("27", "8")] {
+        assert_eq!(ring.node_for(key), Some(&owner), "owner of {key}");
+    }
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod expire;
 mod model;
+mod panics;
 mod sharded;
 mod unsync;
 mod weigh;
