@@ -48,6 +48,7 @@ mod getter;
 mod group;
 mod groups;
 mod ledger;
+mod picker;
 mod stats;
 mod value;
 mod write;
@@ -60,6 +61,7 @@ pub use group::{
     GroupBuilder, PEER_MARGIN,
 };
 pub use groups::Groups;
+pub use picker::LatePicker;
 pub use stats::{CacheStats, GroupStats};
 pub use value::{Found, Loaded, Stale, Unreached, Written};
 
