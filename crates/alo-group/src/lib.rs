@@ -43,6 +43,7 @@
 //! the peer or the getter costs. Each load runs on a tokio task of its own, so it finishes and
 //! fills the cache even when every caller has gone: a group needs a tokio runtime.
 
+mod context;
 mod error;
 mod getter;
 mod group;
@@ -53,9 +54,13 @@ mod stats;
 mod value;
 mod write;
 
+pub use context::LoadContext;
 pub use error::{Error, LoadError};
 pub use futures_util::future::BoxFuture;
-pub use getter::{Getter, GetterFn, PeerGetter, PeerPicker, getter_fn};
+pub use getter::{
+    Getter, GetterFn, GetterFnCtx, PeerGetter, PeerGetterFn, PeerPicker, getter_fn, getter_fn_ctx,
+    peer_getter_fn,
+};
 pub use group::{
     DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_VALUE_BYTES, ENTRY_OVERHEAD, Group,
     GroupBuilder, PEER_MARGIN,

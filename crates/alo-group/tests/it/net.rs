@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use alo_group::{BoxFuture, Found, Getter, Group, LoadError, Loaded, PeerGetter, PeerPicker};
+use alo_group::{
+    BoxFuture, Found, Getter, Group, LoadContext, LoadError, Loaded, PeerGetter, PeerPicker,
+};
 use bytes::Bytes;
 use tokio::sync::Notify;
 
@@ -52,7 +54,8 @@ pub(crate) fn version_of(value: &[u8]) -> u64 {
 }
 
 impl Getter for Origin {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+    fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+        let key = ctx.key().clone();
         self.calls.fetch_add(1, Ordering::SeqCst);
         let version = self.version(&key);
         let delay = *self.delay.lock().expect("not poisoned");
