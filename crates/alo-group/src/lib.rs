@@ -51,6 +51,8 @@ mod groups;
 mod ledger;
 mod picker;
 mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod value;
 mod write;
 
