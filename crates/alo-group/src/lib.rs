@@ -36,6 +36,15 @@
 //! # }
 //! ```
 //!
+//! # Getters and transports
+//! A getter gets a [`LoadContext`]: the key, the load's deadline, a signal that the group
+//! abandoned the load, and the load's tracing span ([`getter_fn`] hides it, [`getter_fn_ctx`]
+//! hands it over). A transport implements [`PeerPicker`] and [`PeerGetter`] (or makes a peer of
+//! a closure with [`peer_getter_fn`]); the answering node's [`Error`] converts into the
+//! [`LoadError`] the asking node expects; a [`LatePicker`] is a picker set once the transport
+//! exists, or swapped later. With the feature `testing`, `testing::Cluster` is a cluster of
+//! `n` nodes in one process over an in-memory transport.
+//!
 //! # Costs
 //! A cache hit costs one lookup in a sharded LRU (a mutex per shard, the value's reference count
 //! incremented), a miss in the main cache one more in the hot cache, and a few relaxed atomic
