@@ -75,7 +75,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// stops waiting, the value still fills the cache, and a caller that comes later joins the load
 /// still running. A getter call has the group's [load timeout](GroupBuilder::load_timeout); a
 /// wait for a peer that timeout plus [`PEER_MARGIN`]. Past it the callers get
-/// [`Error::Timeout`], the load is dropped and counted, and nothing is cached.
+/// [`Error::Timeout`], the load is dropped and counted, and nothing is cached. The getter is
+/// told the deadline, and that its load was abandoned, through its [`LoadContext`].
 ///
 /// # Peers that fail
 /// A peer's answer without a value (not found, an invalid key, its load failed or timed out) is
