@@ -92,6 +92,19 @@ pub enum Error {
     DuplicateGroup(String),
 }
 
+/// What a caller of a group gets for what a getter or a peer said.
+///
+/// | `LoadError` | `Error` |
+/// |---|---|
+/// | `NotFound` | `NotFound` |
+/// | `Failed(m)` | `Load(m)` |
+/// | `InvalidKey(r)` | `InvalidKey(r)` |
+/// | `Timeout` | `Timeout` |
+/// | `Unreachable(m)` | `Load(m)` |
+///
+/// Every row but the last comes back unchanged through [`LoadError::from`]. A group never
+/// hands a peer's `Unreachable` to its caller (it loads the key itself instead); a getter that
+/// says `Unreachable` has failed.
 impl From<LoadError> for Error {
     fn from(e: LoadError) -> Self {
         match e {
@@ -99,6 +112,38 @@ impl From<LoadError> for Error {
             LoadError::Failed(message) | LoadError::Unreachable(message) => Error::Load(message),
             LoadError::InvalidKey(reason) => Error::InvalidKey(reason),
             LoadError::Timeout => Error::Timeout,
+        }
+    }
+}
+
+/// What a node answers a peer when its group gave no value: a transport answering a peer writes
+/// `group.lookup_local(key).await.map_err(LoadError::from)`, or `?` in a function that returns
+/// a [`LoadError`], and the asking node's group treats the answer as the table says.
+///
+/// | `Error` | `LoadError` | the asking node |
+/// |---|---|---|
+/// | `NotFound` | `NotFound` | returns `Error::NotFound` |
+/// | `InvalidKey(r)` | `InvalidKey(r)` | returns `Error::InvalidKey(r)` |
+/// | `EmptyKey` | `InvalidKey("the key is empty")` | returns `Error::InvalidKey` |
+/// | `Timeout` | `Timeout` | returns `Error::Timeout` |
+/// | `Load(m)` | `Failed(m)` | returns `Error::Load(m)` |
+/// | `Panicked(m)` | `Failed("the getter panicked: m")` | returns `Error::Load` |
+/// | any other (a write refused, a group misbuilt) | `Failed` with its message | returns `Error::Load` |
+///
+/// No error becomes [`LoadError::Unreachable`]: a peer that answered was reached, and that
+/// variant would make the asking node load the key a second time, from the same origin. The
+/// rows `NotFound`, `InvalidKey`, `Timeout` and `Load` come back unchanged through
+/// [`Error::from`].
+impl From<Error> for LoadError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound => LoadError::NotFound,
+            Error::InvalidKey(reason) => LoadError::InvalidKey(reason),
+            Error::Timeout => LoadError::Timeout,
+            Error::Load(message) => LoadError::Failed(message),
+            Error::EmptyKey => LoadError::InvalidKey(Arc::from("the key is empty")),
+            // The peer did answer: whatever else went wrong there is a failure it reports.
+            other => LoadError::failed(other),
         }
     }
 }

@@ -9,24 +9,25 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 
-use crate::{Found, LoadError, Loaded};
+use crate::{Found, LoadContext, LoadError, Loaded};
 
 /// Loads a key's value from the source of truth (a database, an object store, an origin
 /// server). A group calls it once per key however many callers miss at once.
 ///
-/// Dyn-compatible: groups hold an `Arc<dyn Getter>`. Write one as a closure with [`getter_fn`],
-/// or implement the trait:
+/// Dyn-compatible: groups hold an `Arc<dyn Getter>`. Write one as a closure of the key with
+/// [`getter_fn`], as a closure of the whole [`LoadContext`] with [`getter_fn_ctx`], or
+/// implement the trait:
 ///
 /// ```
 /// use std::time::Duration;
-/// use alo_group::{BoxFuture, Getter, LoadError, Loaded};
+/// use alo_group::{BoxFuture, Getter, LoadContext, LoadError, Loaded};
 /// use bytes::Bytes;
 ///
 /// struct Upper;
 /// impl Getter for Upper {
-///     fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+///     fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
 ///         Box::pin(async move {
-///             let value = Bytes::from(key.to_ascii_uppercase());
+///             let value = Bytes::from(ctx.key().to_ascii_uppercase());
 ///             // Served for a minute at most; `Loaded::new(value)` takes the group's default.
 ///             Ok(Loaded::new(value).with_ttl(Duration::from_secs(60)))
 ///         })
@@ -34,18 +35,25 @@ use crate::{Found, LoadError, Loaded};
 /// }
 /// ```
 pub trait Getter: Send + Sync + 'static {
-    /// The value of `key` and, if it should expire sooner than the group's default, its time to
-    /// live; or why there is none ([`LoadError::NotFound`] when the source has no such key).
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>>;
+    /// The value of `ctx.key()` and, if it should expire sooner than the group's default, its
+    /// time to live; or why there is none ([`LoadError::NotFound`] when the source has no such
+    /// key). The future is dropped if it passes `ctx.deadline()`.
+    fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>>;
 }
 
 /// A getter from a closure `|key: Bytes| async move { ... }`; see [`getter_fn`].
 #[derive(Clone)]
 pub struct GetterFn<F>(F);
 
-/// Makes a closure returning a future into a [`Getter`]. The future's value is anything that
-/// converts into [`Loaded`]: plain [`Bytes`] (the group's default time to live), or a
-/// [`Loaded`] with a time to live of its own.
+/// A getter from a closure `|ctx: LoadContext| async move { ... }`; see [`getter_fn_ctx`].
+#[derive(Clone)]
+pub struct GetterFnCtx<F>(F);
+
+/// Makes a closure of the key returning a future into a [`Getter`]. The future's value is
+/// anything that converts into [`Loaded`]: plain [`Bytes`] (the group's default time to live),
+/// or a [`Loaded`] with a time to live of its own. The future still runs in the load's span and
+/// is dropped at the load's deadline; for the deadline itself and the signal that the load was
+/// abandoned, use [`getter_fn_ctx`].
 ///
 /// ```
 /// use alo_group::{LoadError, getter_fn};
@@ -74,14 +82,57 @@ where
     Fut: Future<Output = Result<T, LoadError>> + Send + 'static,
     T: Into<Loaded>,
 {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
-        (self.0)(key).map(|r| r.map(Into::into)).boxed()
+    fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+        (self.0)(ctx.into_key()).map(|r| r.map(Into::into)).boxed()
     }
 }
 
 impl<F> fmt::Debug for GetterFn<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("GetterFn")
+    }
+}
+
+/// [`getter_fn`] for a getter that wants more than the key: the closure gets the
+/// [`LoadContext`], with the load's deadline, a signal that the load was abandoned, and its
+/// span.
+///
+/// ```
+/// use alo_group::{LoadContext, LoadError, getter_fn_ctx};
+/// use bytes::Bytes;
+///
+/// let getter = getter_fn_ctx(|ctx: LoadContext| async move {
+///     // Give the origin no longer than the group will wait, so a slow origin fails with a
+///     // reason of its own.
+///     let budget = ctx.remaining();
+///     tracing::debug!(?budget, "loading"); // nested in the load's span
+///     Ok::<_, LoadError>(Bytes::from(format!("{} within {budget:?}", ctx.key().len())))
+/// });
+/// # let _ = getter;
+/// ```
+pub fn getter_fn_ctx<F, Fut, T>(f: F) -> GetterFnCtx<F>
+where
+    F: Fn(LoadContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, LoadError>> + Send + 'static,
+    T: Into<Loaded>,
+{
+    GetterFnCtx(f)
+}
+
+impl<F, Fut, T> Getter for GetterFnCtx<F>
+where
+    F: Fn(LoadContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, LoadError>> + Send + 'static,
+    T: Into<Loaded>,
+{
+    fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+        (self.0)(ctx).map(|r| r.map(Into::into)).boxed()
+    }
+}
+
+impl<F> fmt::Debug for GetterFnCtx<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GetterFnCtx")
     }
 }
 
@@ -160,14 +211,82 @@ pub trait PeerGetter: Send + Sync + 'static {
     }
 }
 
+/// A [`PeerGetter`] from a name and a closure `|group: String, key: Bytes| async move { ... }`;
+/// see [`peer_getter_fn`].
+#[derive(Clone)]
+pub struct PeerGetterFn<F> {
+    name: String,
+    get: F,
+}
+
+/// Makes a closure into a [`PeerGetter`] called `name` (unique among the members): the closure
+/// answers a get of `key` in the peer's group `group`, as [`PeerGetter::get`] does. It reads
+/// only: its writes answer [`LoadError::Unreachable`] (the trait's defaults), so implement the
+/// trait for a transport that writes.
+///
+/// A peer answering from another node's groups, in one process; `?` turns the owner's
+/// [`Error`](crate::Error) into the [`LoadError`] the asking node expects:
+/// ```
+/// use alo_group::{Groups, LoadError, PeerGetter, getter_fn, peer_getter_fn};
+/// use bytes::Bytes;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), alo_group::Error> {
+/// let owner = Groups::new();
+/// owner.create("echo", 1 << 20, getter_fn(|key: Bytes| async move { Ok(key) }))?;
+/// let peer = peer_getter_fn("owner", move |group: String, key: Bytes| {
+///     let owner = owner.clone();
+///     async move {
+///         let group = owner.get(&group).ok_or_else(|| LoadError::failed("no such group"))?;
+///         Ok(group.lookup_local(&key).await?)
+///     }
+/// });
+/// assert_eq!(peer.get("echo", b"hi").await.map(|f| f.value), Ok(Bytes::from("hi")));
+/// assert_eq!(peer.name(), "owner");
+/// # Ok(())
+/// # }
+/// ```
+pub fn peer_getter_fn<F, Fut>(name: impl Into<String>, get: F) -> PeerGetterFn<F>
+where
+    F: Fn(String, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Found, LoadError>> + Send + 'static,
+{
+    PeerGetterFn {
+        name: name.into(),
+        get,
+    }
+}
+
+impl<F, Fut> PeerGetter for PeerGetterFn<F>
+where
+    F: Fn(String, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Found, LoadError>> + Send + 'static,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn get<'a>(&'a self, group: &'a str, key: &'a [u8]) -> BoxFuture<'a, Result<Found, LoadError>> {
+        (self.get)(group.to_string(), Bytes::copy_from_slice(key)).boxed()
+    }
+}
+
+impl<F> fmt::Debug for PeerGetterFn<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerGetterFn")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<G: Getter + ?Sized> Getter for Arc<G> {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
-        (**self).get(key)
+    fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+        (**self).get(ctx)
     }
 }
 
 impl<G: Getter + ?Sized> Getter for Box<G> {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
-        (**self).get(key)
+    fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+        (**self).get(ctx)
     }
 }

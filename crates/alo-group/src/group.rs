@@ -11,10 +11,11 @@ use alo_lru::{Expiring, ShardedLru};
 use alo_singleflight::Flight;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use tracing::Instrument;
 
 use crate::ledger::{Ledger, Ticket};
 use crate::stats::{CacheStats, Counters, bump};
-use crate::{Error, Found, Getter, GroupStats, LoadError, Loaded, PeerPicker, Stale};
+use crate::{Error, Found, Getter, GroupStats, LoadContext, LoadError, Loaded, PeerPicker, Stale};
 
 /// The budget a group gets unless told otherwise.
 pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
@@ -74,7 +75,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// stops waiting, the value still fills the cache, and a caller that comes later joins the load
 /// still running. A getter call has the group's [load timeout](GroupBuilder::load_timeout); a
 /// wait for a peer that timeout plus [`PEER_MARGIN`]. Past it the callers get
-/// [`Error::Timeout`], the load is dropped and counted, and nothing is cached.
+/// [`Error::Timeout`], the load is dropped and counted, and nothing is cached. The getter is
+/// told the deadline, and that its load was abandoned, through its [`LoadContext`].
 ///
 /// # Peers that fail
 /// A peer's answer without a value (not found, an invalid key, its load failed or timed out) is
@@ -411,16 +413,30 @@ impl Group {
         (result, out.shared)
     }
 
-    /// The work of one getter call, shared by every caller of the key.
+    /// The work of one getter call, shared by every caller of the key, in a span of its own.
     fn call_getter(self, key: Bytes) -> BoxFuture<'static, Result<Found, Error>> {
-        Box::pin(async move {
+        // Made here, in the poll of the get that begins the load, so that the span is a child
+        // of that get's span, whichever task goes on to run the load.
+        let span = load_span(&self.inner.name, &key);
+        let work = async move {
             let inner = &self.inner;
             let ticket = inner.ledger.begin(&key);
             if let Some(found) = inner.peek_fresh(&key) {
                 return found;
             }
-            let loaded = tokio::time::timeout(inner.load_timeout, inner.getter.get(key.clone()));
-            match loaded.await {
+            let deadline = now() + inner.load_timeout;
+            let ctx = LoadContext::with(key.clone(), deadline, tracing::Span::current());
+            // Fires if the getter's future is dropped unanswered: at the deadline below, or
+            // with this whole load (its runtime shutting down).
+            let abandon = ctx.abandon_on_drop();
+            let deadline = tokio::time::Instant::from_std(deadline);
+            let loaded = tokio::time::timeout_at(deadline, inner.getter.get(ctx)).await;
+            if loaded.is_ok() {
+                abandon.disarm();
+            } else {
+                drop(abandon);
+            }
+            match loaded {
                 Ok(Ok(loaded)) => {
                     bump(&inner.counters.local_loads);
                     Ok(inner.keep(ticket, key, loaded))
@@ -445,7 +461,20 @@ impl Group {
                     Err(Error::Timeout)
                 }
             }
-        })
+        };
+        Box::pin(work.instrument(span))
+    }
+}
+
+/// The span of one getter call: `load` with the group and the key. When the subscriber does not
+/// want it, the span current here instead, so that the context's span is always the one the
+/// getter runs in.
+fn load_span(group: &str, key: &[u8]) -> tracing::Span {
+    let span = tracing::info_span!("load", group, key = %String::from_utf8_lossy(key));
+    if span.is_disabled() {
+        tracing::Span::current()
+    } else {
+        span
     }
 }
 

@@ -22,7 +22,9 @@ impl Groups {
         Self::default()
     }
 
-    /// An empty registry whose groups find keys' owners through `picker`.
+    /// An empty registry whose groups find keys' owners through `picker`. For a picker that
+    /// can only be built once the groups exist, or that is replaced later, pass an
+    /// `Arc<`[`LatePicker`](crate::LatePicker)`>` and set it then.
     pub fn with_picker(picker: Arc<dyn PeerPicker>) -> Self {
         Groups {
             groups: Arc::default(),

@@ -36,6 +36,15 @@
 //! # }
 //! ```
 //!
+//! # Getters and transports
+//! A getter gets a [`LoadContext`]: the key, the load's deadline, a signal that the group
+//! abandoned the load, and the load's tracing span ([`getter_fn`] hides it, [`getter_fn_ctx`]
+//! hands it over). A transport implements [`PeerPicker`] and [`PeerGetter`] (or makes a peer of
+//! a closure with [`peer_getter_fn`]); the answering node's [`Error`] converts into the
+//! [`LoadError`] the asking node expects; a [`LatePicker`] is a picker set once the transport
+//! exists, or swapped later. With the feature `testing`, `testing::Cluster` is a cluster of
+//! `n` nodes in one process over an in-memory transport.
+//!
 //! # Costs
 //! A cache hit costs one lookup in a sharded LRU (a mutex per shard, the value's reference count
 //! incremented), a miss in the main cache one more in the hot cache, and a few relaxed atomic
@@ -43,23 +52,32 @@
 //! the peer or the getter costs. Each load runs on a tokio task of its own, so it finishes and
 //! fills the cache even when every caller has gone: a group needs a tokio runtime.
 
+mod context;
 mod error;
 mod getter;
 mod group;
 mod groups;
 mod ledger;
+mod picker;
 mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod value;
 mod write;
 
+pub use context::LoadContext;
 pub use error::{Error, LoadError};
 pub use futures_util::future::BoxFuture;
-pub use getter::{Getter, GetterFn, PeerGetter, PeerPicker, getter_fn};
+pub use getter::{
+    Getter, GetterFn, GetterFnCtx, PeerGetter, PeerGetterFn, PeerPicker, getter_fn, getter_fn_ctx,
+    peer_getter_fn,
+};
 pub use group::{
     DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_VALUE_BYTES, ENTRY_OVERHEAD, Group,
     GroupBuilder, PEER_MARGIN,
 };
 pub use groups::Groups;
+pub use picker::LatePicker;
 pub use stats::{CacheStats, GroupStats};
 pub use value::{Found, Loaded, Stale, Unreached, Written};
 

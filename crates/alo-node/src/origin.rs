@@ -4,7 +4,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alo_group::{BoxFuture, Getter, LoadError, Loaded};
+use alo_group::{BoxFuture, Getter, LoadContext, LoadError, Loaded};
 use bytes::Bytes;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
@@ -34,8 +34,9 @@ pub struct DemoOrigin {
 }
 
 impl Getter for DemoOrigin {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+    fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
         Box::pin(async move {
+            let key = ctx.key().clone();
             tracing::info!(key = %String::from_utf8_lossy(&key), "demo origin load started");
             tokio::time::sleep(self.delay).await;
             let found = DEMO.iter().find(|(k, _)| k.as_bytes() == &key[..]);
@@ -143,8 +144,8 @@ impl UrlOrigin {
 }
 
 impl Getter for UrlOrigin {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
-        Box::pin(async move { self.fetch(&key).await.map(Loaded::new) })
+    fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+        Box::pin(async move { self.fetch(ctx.key()).await.map(Loaded::new) })
     }
 }
 
@@ -316,8 +317,8 @@ fn open_error(e: &std::io::Error, path: &Path) -> LoadError {
 }
 
 impl Getter for DirOrigin {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
-        Box::pin(async move { self.read(&key).await.map(Loaded::new) })
+    fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+        Box::pin(async move { self.read(ctx.key()).await.map(Loaded::new) })
     }
 }
 
@@ -349,13 +350,11 @@ mod tests {
             .await
             .expect("open");
         let started = tokio::time::Instant::now();
-        let got = origin.get(Bytes::from_static(b"f")).await;
+        let load = || LoadContext::new("f", Duration::MAX);
+        let got = origin.get(load()).await;
         assert_eq!(got, Err(LoadError::failed("reading the file timed out")));
         assert_eq!(started.elapsed(), READ_TIMEOUT);
         drop(turns);
-        assert_eq!(
-            origin.get(Bytes::from_static(b"f")).await,
-            Ok(Loaded::new("x"))
-        );
+        assert_eq!(origin.get(load()).await, Ok(Loaded::new("x")));
     }
 }

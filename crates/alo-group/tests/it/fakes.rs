@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use alo_group::{BoxFuture, Found, Getter, LoadError, Loaded, PeerGetter, PeerPicker};
+use alo_group::{BoxFuture, Found, Getter, LoadContext, LoadError, Loaded, PeerGetter, PeerPicker};
 use bytes::Bytes;
 
 /// Answers `value:<key>` for every key but `missing` and `broken`, and counts its calls.
@@ -20,7 +20,8 @@ impl Source {
 }
 
 impl Getter for Source {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+    fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+        let key = ctx.key().clone();
         self.calls.fetch_add(1, Ordering::SeqCst);
         self.keys.lock().expect("not poisoned").push(key.clone());
         Box::pin(async move {

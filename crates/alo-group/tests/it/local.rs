@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use alo_group::{BoxFuture, ENTRY_OVERHEAD, Error, Getter, Group, LoadError, Loaded, getter_fn};
+use alo_group::{
+    BoxFuture, ENTRY_OVERHEAD, Error, Getter, Group, LoadContext, LoadError, Loaded, getter_fn,
+};
 use bytes::Bytes;
 use futures_util::future::join_all;
 use tokio::sync::Notify;
@@ -38,12 +40,12 @@ struct Gated {
 }
 
 impl Getter for Gated {
-    fn get(&self, key: Bytes) -> BoxFuture<'_, Result<Loaded, LoadError>> {
+    fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let release = self.release.clone().notified_owned();
         Box::pin(async move {
             release.await;
-            Ok(Loaded::new(key))
+            Ok(Loaded::new(ctx.key().clone()))
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Public behaviour of alo-group, in one test binary.
 
+mod context;
 mod expiry;
 mod fakes;
 mod lifetime;
@@ -8,4 +9,5 @@ mod net;
 mod peers;
 mod race;
 mod registry;
+mod transport;
 mod writes;

@@ -1,37 +1,26 @@
 //! set, remove and purge across an in-memory cluster of three groups.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use alo_group::{Error, Group};
+use alo_group::Error;
+use alo_group::testing::get_until_hot;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::net::{Cluster, owner, version_of};
+use crate::net::{Cluster, version_of};
 
-/// A key that node `n` of three owns.
-fn owned_by(n: usize) -> String {
+/// A key that node `n` of `cluster` owns.
+fn owned_by(cluster: &Cluster, n: usize) -> String {
     let key = format!("k{n}");
-    assert_eq!(owner(key.as_bytes(), 3), n);
+    assert_eq!(cluster.net.owner(key.as_bytes()), n);
     key
-}
-
-/// Gets `key` on `g` until a copy of it sits in `g`'s hot cache (one fetch in ten is kept).
-async fn until_hot(g: &Group, key: &str) {
-    for _ in 0..500 {
-        g.get(key).await.expect("value");
-        if g.stats().hot_cache.items > 0 {
-            return;
-        }
-    }
-    panic!("no hot copy after 500 fetches");
 }
 
 #[tokio::test]
 async fn a_set_on_one_node_is_read_on_the_others() {
     let cluster = Cluster::new(3, |b| b);
-    let key = owned_by(1);
+    let key = owned_by(&cluster, 1);
     let written = cluster
         .node(0)
         .set(&key, "new@99", None)
@@ -54,8 +43,11 @@ async fn a_set_on_one_node_is_read_on_the_others() {
 #[tokio::test]
 async fn a_set_replaces_the_hot_copies_elsewhere() {
     let cluster = Cluster::new(3, |b| b);
-    let key = owned_by(1);
-    until_hot(cluster.node(2), &key).await;
+    let key = owned_by(&cluster, 1);
+    assert!(
+        get_until_hot(cluster.node(2), &key).await.expect("value"),
+        "no hot copy"
+    );
     cluster.node(0).set(&key, "new@7", None).await.expect("set");
     assert_eq!(cluster.node(2).stats().hot_cache.items, 0);
     assert_eq!(cluster.node(2).get(&key).await.expect("value"), "new@7");
@@ -64,8 +56,11 @@ async fn a_set_replaces_the_hot_copies_elsewhere() {
 #[tokio::test]
 async fn a_remove_sent_to_one_node_drops_the_hot_copy_on_another() {
     let cluster = Cluster::new(3, |b| b);
-    let key = owned_by(1);
-    until_hot(cluster.node(2), &key).await;
+    let key = owned_by(&cluster, 1);
+    assert!(
+        get_until_hot(cluster.node(2), &key).await.expect("value"),
+        "no hot copy"
+    );
     assert_eq!(version_of(&cluster.node(2).get(&key).await.expect("v")), 0);
 
     cluster.origin.update(key.as_bytes());
@@ -81,7 +76,7 @@ async fn a_remove_sent_to_one_node_drops_the_hot_copy_on_another() {
 #[tokio::test]
 async fn a_remove_during_a_slow_load_leaves_no_node_serving_the_old_value() {
     let cluster = Cluster::new(3, |b| b);
-    let key = owned_by(1);
+    let key = owned_by(&cluster, 1);
     let gate = Arc::new(Notify::new());
     *cluster.origin.gate.lock().expect("not poisoned") = Some(gate.clone());
 
@@ -125,7 +120,7 @@ async fn remove_keys_sends_one_request_per_owner_and_member() {
     }
     // Round 1: each owner its keys; round 2: the other members all 30, and node 0 those it
     // does not own.
-    let mine = keys.iter().filter(|k| owner(k, 3) == 0).count() as u64;
+    let mine = keys.iter().filter(|k| cluster.net.owner(k) == 0).count() as u64;
     let removed: u64 = (0..3).map(|n| cluster.node(n).stats().removes).sum();
     assert_eq!(removed, 30 + 2 * 30 + (30 - mine));
 }
@@ -150,8 +145,8 @@ async fn purge_empties_every_member() {
 #[tokio::test]
 async fn a_remove_reports_the_members_it_could_not_reach() {
     let cluster = Cluster::new(3, |b| b);
-    let key = owned_by(0);
-    cluster.members[2].down.store(true, Ordering::SeqCst);
+    let key = owned_by(&cluster, 0);
+    cluster.net.set_down(2, true);
     let written = cluster.node(0).remove(&key).await.expect("remove");
     assert_eq!(written.members, 3);
     assert_eq!(written.unreachable.len(), 1);
@@ -162,8 +157,8 @@ async fn a_remove_reports_the_members_it_could_not_reach() {
 #[tokio::test]
 async fn a_set_whose_owner_is_down_fails_and_writes_nothing() {
     let cluster = Cluster::new(3, |b| b);
-    let key = owned_by(2);
-    cluster.members[2].down.store(true, Ordering::SeqCst);
+    let key = owned_by(&cluster, 2);
+    cluster.net.set_down(2, true);
     let set = cluster.node(0).set(&key, "x@1", None).await;
     assert!(matches!(set, Err(Error::Unreachable(_))), "{set:?}");
     assert_eq!(cluster.node(0).stats().main_cache.items, 0);
@@ -189,13 +184,16 @@ async fn bad_writes_are_refused() {
 #[tokio::test(start_paused = true)]
 async fn a_set_with_a_ttl_expires_on_the_owner_and_its_copies() {
     let cluster = Cluster::new(3, |b| b);
-    let key = owned_by(1);
+    let key = owned_by(&cluster, 1);
     cluster
         .node(0)
         .set(&key, "set@5", Some(Duration::from_secs(2)))
         .await
         .expect("set");
-    until_hot(cluster.node(2), &key).await;
+    assert!(
+        get_until_hot(cluster.node(2), &key).await.expect("value"),
+        "no hot copy"
+    );
     let found = cluster.node(2).lookup(&key).await.expect("value");
     assert_eq!(found.value, "set@5");
     assert!(found.ttl.is_some_and(|t| t <= Duration::from_secs(2)));
@@ -213,12 +211,12 @@ async fn a_value_loaded_while_the_owner_was_down_gives_way_to_the_owner() {
             .stale_while_revalidate(Duration::from_secs(60))
     });
     let key = "k1";
-    assert_eq!(owner(key.as_bytes(), 2), 1);
-    cluster.members[1].down.store(true, Ordering::SeqCst);
+    assert_eq!(cluster.net.owner(key.as_bytes()), 1);
+    cluster.net.set_down(1, true);
     cluster.node(0).get(key).await.expect("loaded here");
     assert_eq!(cluster.node(0).stats().main_cache.items, 1);
 
-    cluster.members[1].down.store(false, Ordering::SeqCst);
+    cluster.net.set_down(1, false);
     cluster.origin.update(key.as_bytes());
     tokio::time::advance(Duration::from_secs(11)).await;
     // Stale: served at once, and reloaded through the owner in the background.

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use alo_group::{Group, PeerPicker};
+use alo_group::PeerPicker;
+use alo_group::testing::get_until_hot;
 use alo_http::{AUTH_HEADER, ERROR_HEADER, PeerSecrets, PoolOptions, ServerOptions, TOO_LARGE};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -60,17 +61,6 @@ fn key_of(nodes: &[Node], n: usize) -> String {
         .expect("some key")
 }
 
-/// Gets `key` on `g` until a copy sits in its hot cache (one fetch in ten is kept).
-async fn until_hot(g: &Group, key: &str) {
-    for _ in 0..500 {
-        g.get(key).await.expect("value");
-        if g.stats().hot_cache.items > 0 {
-            return;
-        }
-    }
-    panic!("no hot copy after 500 fetches");
-}
-
 #[tokio::test]
 async fn a_set_on_one_node_is_read_on_the_others() {
     let nodes = Node::cluster(3, Behaviour::default()).await;
@@ -102,7 +92,10 @@ async fn a_set_on_one_node_is_read_on_the_others() {
 async fn a_remove_drops_the_hot_copy_on_another_node() {
     let nodes = Node::cluster(3, Behaviour::default()).await;
     let key = key_of(&nodes, 1);
-    until_hot(&nodes[2].group, &key).await;
+    assert!(
+        get_until_hot(&nodes[2].group, &key).await.expect("value"),
+        "no hot copy"
+    );
     nodes[1]
         .group
         .set(&key, "changed", None)
@@ -113,7 +106,10 @@ async fn a_remove_drops_the_hot_copy_on_another_node() {
         0,
         "the set dropped the copy"
     );
-    until_hot(&nodes[2].group, &key).await;
+    assert!(
+        get_until_hot(&nodes[2].group, &key).await.expect("value"),
+        "no hot copy"
+    );
 
     let written = nodes[0].group.remove(&key).await.expect("remove");
     assert!(written.is_complete());
@@ -144,7 +140,10 @@ async fn the_wire_carries_the_time_remaining_and_copies_expire_with_the_owner() 
     let left = found.ttl.expect("it expires");
     assert!(left <= ttl && left > Duration::ZERO, "{left:?}");
 
-    until_hot(&nodes[0].group, &key).await;
+    assert!(
+        get_until_hot(&nodes[0].group, &key).await.expect("value"),
+        "no hot copy"
+    );
     // Waiting for the deadline to pass, not for another task.
     tokio::time::sleep(ttl).await;
     for node in &nodes {
