@@ -6,10 +6,6 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-/// Crates whose README examples are still being made pasteable by a change in flight. Each must
-/// still fail the paste checks: once it passes, the entry has to go.
-const PASTE_PENDING: &[&str] = &["alo-group"];
-
 /// Path roots that are not crates a project depends on.
 const NOT_CRATES: &[&str] = &[
     "std", "core", "alloc", "crate", "self", "super", "u8", "u16", "u32", "u64", "u128", "usize",
@@ -196,14 +192,7 @@ fn readme_examples_run_when_pasted_with_their_dependency_lines() {
             continue;
         };
         let problems = paste_problems(&readme);
-        if PASTE_PENDING.contains(&name.as_str()) {
-            assert!(
-                !problems.is_empty(),
-                "{name}'s README passes now: take it out of PASTE_PENDING"
-            );
-        } else {
-            assert!(problems.is_empty(), "{name}'s README: {problems:#?}");
-        }
+        assert!(problems.is_empty(), "{name}'s README: {problems:#?}");
     }
 }
 
