@@ -7,32 +7,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use alo_group::{Group, Groups, LoadError, Loaded, getter_fn};
-use alo_http::{ERROR_HEADER, PeerSecrets, PoolOptions, ServerOptions, serve};
+use alo_http::{PeerSecrets, PoolOptions, ServerOptions, serve};
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 use tokio::sync::{Notify, oneshot};
 
 use crate::node::{Behaviour, Node, value_of};
+use crate::writes::send;
 
 /// `POST path` with `body` on the server at `url`: status, error code, body.
 async fn post(url: &str, path: &str, body: &str) -> (StatusCode, Option<String>, Bytes) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(format!("{url}{path}"))
-        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
-        .expect("valid");
-    let response = client.request(request).await.expect("answered");
-    let code = response
-        .headers()
-        .get(ERROR_HEADER)
-        .map(|v| v.to_str().expect("ascii").to_string());
-    let status = response.status();
-    let body = response.into_body().collect().await.expect("body");
-    (status, code, body.to_bytes())
+    send(url, Method::POST, path, body.as_bytes(), None).await
 }
 
 /// Keys owned by the node at `owner`, as many as asked.

@@ -14,9 +14,10 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::node::{Behaviour, Node, value_of};
 
-/// `method path` with `body` on `node`, signed with `proof` if given: status, error code, body.
-async fn send(
-    node: &Node,
+/// `method path` with `body` on the server at `url`, signed with `proof` if given: status, error
+/// code, body.
+pub(crate) async fn send(
+    url: &str,
     method: Method,
     path: &str,
     body: &[u8],
@@ -25,7 +26,7 @@ async fn send(
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut request = Request::builder()
         .method(method)
-        .uri(format!("{}{path}", node.url));
+        .uri(format!("{url}{path}"));
     if let Some(proof) = proof {
         request = request.header(AUTH_HEADER, proof);
     }
@@ -287,7 +288,7 @@ async fn the_write_endpoints_answer_with_the_protocol_statuses() {
         (Method::DELETE, "/_alo/g", b"", StatusCode::NO_CONTENT, None),
     ];
     for (method, path, body, status, code) in cases {
-        let (got, got_code, text) = send(node, method.clone(), path, body, None).await;
+        let (got, got_code, text) = send(&node.url, method.clone(), path, body, None).await;
         assert_eq!(got, status, "{method} {path}: {text:?}");
         assert_eq!(got_code.as_deref(), code, "{method} {path}");
         assert!(text.len() < 200);
@@ -306,17 +307,17 @@ async fn with_secrets_the_write_endpoints_need_a_proof() {
     };
     let nodes = Node::cluster(2, behaviour).await;
     let path = "/_alo/g/k";
-    let (status, code, _) = send(&nodes[0], Method::PUT, path, b"v", None).await;
+    let (status, code, _) = send(&nodes[0].url, Method::PUT, path, b"v", None).await;
     assert_eq!(
         (status, code.as_deref()),
         (StatusCode::UNAUTHORIZED, Some("unauthorized"))
     );
     // A proof of another body does not do.
     let other = secrets.proof("PUT", path, b"w", SystemTime::now());
-    let (status, _, _) = send(&nodes[0], Method::PUT, path, b"v", Some(other)).await;
+    let (status, _, _) = send(&nodes[0].url, Method::PUT, path, b"v", Some(other)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let proof = secrets.proof("PUT", path, b"v", SystemTime::now());
-    let (status, _, _) = send(&nodes[0], Method::PUT, path, b"v", Some(proof)).await;
+    let (status, _, _) = send(&nodes[0].url, Method::PUT, path, b"v", Some(proof)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(nodes[0].group.stats().sets, 1);
 
