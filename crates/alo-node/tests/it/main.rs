@@ -9,6 +9,7 @@ mod process;
 
 mod cluster;
 mod dns_members;
+mod examples;
 mod membership;
 mod origin_safety;
 mod origins;
