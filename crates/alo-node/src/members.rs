@@ -84,7 +84,8 @@ impl Default for Reload {
 /// What `/stats`, `/metrics` and `/readyz` show of the membership.
 #[derive(Debug)]
 pub(crate) struct Membership {
-    /// The source, as logs name it: `--peers`, `the peers file PATH` or `DNS NAME`.
+    /// The source, as logs name it: `--peers`, `the peers file PATH`, `DNS NAME` or `none:
+    /// this node alone`.
     pub(crate) source: String,
     /// Set once a member list (which always includes this node) is applied; never cleared,
     /// since a later read that fails keeps that list.
@@ -124,6 +125,8 @@ pub(crate) fn describe_source(config: &Config) -> String {
         format!("DNS {name}")
     } else if let Some(file) = &config.peers_file {
         format!("the peers file {}", file.display())
+    } else if config.peers.is_empty() {
+        "none: this node alone".to_string()
     } else {
         "--peers".to_string()
     }
@@ -157,7 +160,7 @@ pub(crate) async fn keep_members(
         let source = PeersFile(file.clone());
         Keeper { source, view }.start(requests).await
     } else {
-        // No source: this node alone.
+        // `--peers`, or no source: this node alone.
         let mut members = config.peers.clone();
         if members.is_empty() {
             members.push(pool.self_url().to_string());
