@@ -1,5 +1,5 @@
 //! The client API: `/api/{group}/{key}` (and, with `--allow-writes`, writes to it and to
-//! `/api/{group}`), `/stats`, `/metrics`, `/healthz`.
+//! `/api/{group}`), `/stats`, `/metrics`, `/healthz`, `/readyz`.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -11,11 +11,14 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use crate::members::Membership;
+
 /// What the API needs to answer.
 #[derive(Clone, Debug)]
 pub struct Api {
     pub(crate) groups: Groups,
     pub(crate) pool: Arc<HttpPool>,
+    pub(crate) membership: Arc<Membership>,
     pub(crate) options: ServerOptions,
     /// Whether `PUT`, `DELETE` and `POST` change the cache.
     pub(crate) allow_writes: bool,
@@ -28,6 +31,16 @@ impl Api {
         let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
         match path {
             "/healthz" if is_read => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+            // Both listeners are up (this one answers; the peer server was bound before
+            // either served); ready once a member list that includes this node is applied.
+            "/readyz" if is_read && self.membership.is_ready() => {
+                text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n")
+            }
+            "/readyz" if is_read => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                "not ready: no member list that includes this node yet\n",
+            ),
             "/stats" if is_read => {
                 let body = serde_json::to_vec_pretty(&self.stats()).unwrap_or_default();
                 text(StatusCode::OK, "application/json", body)
@@ -51,7 +64,7 @@ impl Api {
                 }
                 resp
             }
-            "/healthz" | "/stats" | "/metrics" => {
+            "/healthz" | "/readyz" | "/stats" | "/metrics" => {
                 let mut resp = text(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "text/plain; charset=utf-8",
@@ -64,7 +77,7 @@ impl Api {
             _ => text(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
-                "not found: try /api/{group}/{key}, /stats, /metrics or /healthz\n",
+                "not found: try /api/{group}/{key}, /stats, /metrics, /healthz or /readyz\n",
             ),
         }
     }
@@ -80,6 +93,12 @@ impl Api {
             "self_url": self.pool.self_url(),
             "peers": self.pool.peers(),
             "peer_health": self.pool.peer_stats(),
+            "membership": {
+                "source": self.membership.source,
+                "ready": self.membership.is_ready(),
+                "changes": self.membership.changes(),
+                "failures": self.membership.failures(),
+            },
             "groups": groups,
         })
     }
@@ -256,6 +275,36 @@ impl Api {
                 .map(|p| (format!("peer=\"{}\"", escape(&p.url)), value(p)));
             family(&mut out, (name, kind, help), samples);
         }
+        let members = self.pool.peers().len() as u64;
+        let membership = [
+            (
+                "members",
+                "gauge",
+                "Members in this node's view, itself included.",
+                members,
+            ),
+            (
+                "ready",
+                "gauge",
+                "1 once a member list that includes this node is applied.",
+                u64::from(self.membership.is_ready()),
+            ),
+            (
+                "membership_changes_total",
+                "counter",
+                "Member lists applied that changed the members, after the first.",
+                self.membership.changes(),
+            ),
+            (
+                "membership_failures_total",
+                "counter",
+                "Reads of the member source that failed or gave no usable list.",
+                self.membership.failures(),
+            ),
+        ];
+        for (name, kind, help, value) in membership {
+            family(&mut out, (name, kind, help), [(String::new(), value)]);
+        }
         out
     }
 }
@@ -272,7 +321,11 @@ fn family(
     let _ = writeln!(out, "# HELP alo_{name} {help}");
     let _ = writeln!(out, "# TYPE alo_{name} {kind}");
     for (labels, value) in samples {
-        let _ = writeln!(out, "alo_{name}{{{labels}}} {value}");
+        if labels.is_empty() {
+            let _ = writeln!(out, "alo_{name} {value}");
+        } else {
+            let _ = writeln!(out, "alo_{name}{{{labels}}} {value}");
+        }
     }
 }
 

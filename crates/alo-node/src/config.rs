@@ -5,21 +5,27 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::dns::DnsName;
+
 /// An alo cache node: serves groups to peers and to clients, loading from an origin.
 #[derive(Parser, Clone, Debug)]
 #[command(name = "alo-node", version, about, long_about = None)]
+// One source of members at a time; none: this node alone.
+#[command(group = clap::ArgGroup::new("members").args(["peers", "peers_file", "peers_dns"]).multiple(false))]
 #[non_exhaustive]
 pub struct Config {
     /// Address of the peer server, which other nodes ask for the keys this node owns.
     #[arg(long, env = "ALO_LISTEN", default_value = "127.0.0.1:8001")]
     pub listen: SocketAddr,
-    /// Address of the client API (`/api/{group}/{key}`, `/stats`, `/metrics`, `/healthz`).
+    /// Address of the client API (`/api/{group}/{key}`, `/stats`, `/metrics`, `/healthz`,
+    /// `/readyz`).
     #[arg(long, env = "ALO_API", default_value = "127.0.0.1:9999")]
     pub api: SocketAddr,
     /// This node's URL as its peers reach it; by default `http://<listen address>`.
     #[arg(long, env = "ALO_SELF_URL")]
     pub self_url: Option<String>,
-    /// The cluster's peer URLs, comma-separated (this node may be listed or not).
+    /// The cluster's member URLs, comma-separated, this node's own among them [default: this
+    /// node alone]. At most one of `--peers`, `--peers-file` and `--peers-dns`.
     #[arg(long, env = "ALO_PEERS", value_delimiter = ',')]
     pub peers: Vec<String>,
     /// A file of the cluster's shared secret (one line; two while rotating, both accepted, the
@@ -27,10 +33,27 @@ pub struct Config {
     /// request that does not.
     #[arg(long, env = "ALO_PEER_SECRET_FILE")]
     pub peer_secret_file: Option<PathBuf>,
-    /// A file of peer URLs, one a line (`#` starts a comment); re-read when it changes and on
-    /// SIGHUP. Replaces `--peers` once read.
+    /// A file of member URLs, one a line (`#` starts a comment); read again every second and
+    /// on SIGHUP, and applied when its list changes.
     #[arg(long, env = "ALO_PEERS_FILE")]
     pub peers_file: Option<PathBuf>,
+    /// A DNS name whose records are the members, looked up again every
+    /// `--peers-dns-interval-ms` and on SIGHUP: `NAME:PORT` for A (or AAAA) records, every
+    /// address a member at PORT, or an SRV name such as `_alo._tcp.NAME`, each target a member
+    /// at its record's port. The node serves before its own record appears, not ready.
+    #[arg(long, env = "ALO_PEERS_DNS", value_name = "NAME", value_parser = parse_dns_name)]
+    pub peers_dns: Option<String>,
+    /// The name server `--peers-dns` asks, e.g. `10.96.0.10:53` [default: the system's, from
+    /// /etc/resolv.conf].
+    #[arg(long, env = "ALO_PEERS_DNS_SERVER", requires = "peers_dns")]
+    pub peers_dns_server: Option<SocketAddr>,
+    /// How often `--peers-dns` is looked up again, in milliseconds.
+    #[arg(long, env = "ALO_PEERS_DNS_INTERVAL_MS", default_value_t = 5_000, value_parser = positive)]
+    pub peers_dns_interval_ms: u64,
+    /// Apply a new `--peers-dns` answer only when two lookups in a row give it, so that one
+    /// flapping answer does not move keys back and forth (the first list is applied at once).
+    #[arg(long, env = "ALO_PEERS_DNS_CONFIRM", requires = "peers_dns")]
+    pub peers_dns_confirm: bool,
     /// Bytes of keys and values each group may cache, e.g. `64MiB`, `1GB`, `500000`.
     #[arg(long, env = "ALO_CACHE_BYTES", default_value = "64MiB", value_parser = parse_budget)]
     pub cache_bytes: usize,
@@ -101,6 +124,10 @@ pub struct Config {
     /// closes what is left and exits, in milliseconds. A second signal exits at once.
     #[arg(long, env = "ALO_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000, value_parser = positive)]
     pub shutdown_timeout_ms: u64,
+}
+
+fn parse_dns_name(text: &str) -> Result<String, String> {
+    DnsName::parse(text).map(|_| text.to_string())
 }
 
 fn positive_usize(text: &str) -> Result<usize, String> {

@@ -1,8 +1,10 @@
-//! `alo-node`: parse flags, start logging, run the node until SIGINT or SIGTERM.
+//! `alo-node`: parse flags, start logging, bind, and run the node until SIGINT or SIGTERM;
+//! SIGHUP reads the members again.
 
 use std::process::ExitCode;
 
-use alo_node::{Config, run};
+use alo_node::origin::DEMO;
+use alo_node::{Config, Listeners, Reload, run};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
@@ -38,9 +40,20 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     // Registered before the node binds, so that a signal sent once it is up is never the
-    // default (fatal) one.
+    // default action (fatal, for SIGHUP too).
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let listeners = Listeners::bind(&config)?;
+    announce(&config, &listeners)?;
+
+    let reload = Reload::new();
+    let reloads = reload.clone();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            reloads.now().await;
+        }
+    });
     let (first, first_signal) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         tokio::select! {
@@ -56,10 +69,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("second signal: exiting now");
         std::process::exit(130);
     });
-    run(config, async {
+    run(config, listeners, reload, async {
         let _ = first_signal.await;
     })
     .await
+}
+
+/// Says on stdout where the node listens (scripts and tests read the client API's line), and
+/// with the demo origin, what to try.
+fn announce(config: &Config, listeners: &Listeners) -> std::io::Result<()> {
+    let peer_addr = listeners.peer.local_addr()?;
+    let api_addr = listeners.api.local_addr()?;
+    println!("alo-node: peer server on {peer_addr}");
+    println!("alo-node: client API at http://{api_addr}");
+    if config.origin_url.is_none() && config.origin_dir.is_none() {
+        println!("try:");
+        for (key, _) in DEMO.iter().take(2) {
+            println!("  curl http://{api_addr}/api/demo/{key}");
+        }
+        println!("  curl http://{api_addr}/stats");
+    }
+    Ok(())
 }
 
 /// Raises the soft limit on open files to the hard one, so that connections, not a default of

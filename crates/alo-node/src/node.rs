@@ -1,43 +1,66 @@
-//! Wiring: listeners, the pool, the groups, both servers, and the peers file.
+//! Wiring: listeners, the pool, the members, the groups, and both servers.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use alo_group::{Getter, Group, Groups, PEER_MARGIN};
 use alo_http::{HttpPool, PeerSecrets, PoolOptions, ServerOptions, serve, serve_with};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::Config;
 use crate::api::Api;
-use crate::origin::{DEMO, DemoOrigin, DirOrigin, UrlOrigin};
+use crate::members::{Membership, Reload, describe_source, keep_members};
+use crate::origin::{DemoOrigin, DirOrigin, UrlOrigin};
 
-/// How often the peers file is checked for changes.
-const PEERS_FILE_POLL: Duration = Duration::from_secs(1);
+/// The node's two listeners, bound by the caller: the binary binds the flags' addresses
+/// ([`Listeners::bind`]); a test binds port 0 and so knows every port before a node starts.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The peer server's: other nodes ask it for the keys this node owns.
+    pub peer: TcpListener,
+    /// The client API's.
+    pub api: TcpListener,
+}
 
-/// Runs a node until `shutdown` completes: binds both addresses, builds the groups and serves
-/// peers and clients; then stops accepting, lets requests in flight finish, and returns.
+impl Listeners {
+    /// Binds `--listen` and `--api`, each with a backlog of 1,024 connections.
+    ///
+    /// # Errors
+    /// When an address cannot be bound.
+    pub fn bind(config: &Config) -> anyhow::Result<Self> {
+        let peer = listen(config.listen)
+            .with_context(|| format!("binding the peer server to {}", config.listen))?;
+        let api = listen(config.api)
+            .with_context(|| format!("binding the client API to {}", config.api))?;
+        Ok(Listeners { peer, api })
+    }
+}
+
+/// Runs a node on `listeners` until `shutdown` completes: reads its members, builds the groups
+/// and serves peers and clients; then stops accepting, lets requests in flight finish, and
+/// returns. `reload` asks it to read its members again (the binary does on SIGHUP).
 ///
 /// # Errors
-/// When an address cannot be bound, a flag is invalid, or a server fails.
-pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
-    let peer_listener = listen(config.listen)
-        .with_context(|| format!("binding the peer server to {}", config.listen))?;
-    let api_listener =
-        listen(config.api).with_context(|| format!("binding the client API to {}", config.api))?;
+/// When a flag is invalid, the first member list cannot be used (from `--peers` or
+/// `--peers-file`; DNS may come later), or a server fails.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    reload: Reload,
+    shutdown: impl Future,
+) -> anyhow::Result<()> {
+    let Listeners {
+        peer: peer_listener,
+        api: api_listener,
+    } = listeners;
     let peer_addr = peer_listener.local_addr()?;
     let api_addr = api_listener.local_addr()?;
-    let self_url = match &config.self_url {
-        Some(url) => url.clone(),
-        None if peer_addr.ip().is_unspecified() => anyhow::bail!(
-            "--listen {peer_addr} is a wildcard address, which peers cannot reach: give this node's URL with --self-url"
-        ),
-        None => format!("http://{peer_addr}"),
-    };
+    let self_url = self_url(&config, peer_addr)?;
 
     let load_timeout = Duration::from_millis(config.load_timeout_ms);
     let origin_timeout = Duration::from_millis(config.origin_timeout_ms);
@@ -70,11 +93,13 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
         None => None,
     };
     let pool = HttpPool::new(&self_url, pool_options)?;
-    pool.set_peers(&config.peers)?;
-    let peers_file = match &config.peers_file {
-        Some(file) => Some((file.clone(), apply_peers_file(&pool, file).await?)),
-        None => None,
-    };
+    let requests = reload
+        .take_requests()
+        .context("this Reload already serves another node")?;
+    let membership = Arc::new(Membership::new(describe_source(&config)));
+    let keeping = keep_members(&config, &pool, &membership, requests).await?;
+    // The members are kept only as long as the node runs, here or in a test.
+    let _keeping = AbortOnDrop(keeping);
     let groups = Groups::new();
     let add = |name: &'static str, getter: Box<dyn Getter>| -> anyhow::Result<&'static str> {
         let ms = Duration::from_millis;
@@ -107,26 +132,14 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
         names.push(add("demo", Box::new(DemoOrigin { delay }))?);
     }
 
-    // Registered before the node says it is ready, so a SIGHUP is never missed.
-    let hangups = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
-    if let Some((file, applied)) = peers_file {
-        tokio::spawn(watch_peers_file(pool.clone(), file, applied, hangups));
-    }
-
-    println!("alo-node: peers reach this node at {self_url} (listening on {peer_addr})");
-    println!("alo-node: client API at http://{api_addr}");
-    println!(
-        "alo-node: groups: {}; members: {}",
-        names.join(", "),
-        pool.peers().join(", ")
+    tracing::info!(
+        %self_url,
+        %peer_addr,
+        %api_addr,
+        groups = %names.join(", "),
+        membership = %membership.source,
+        "serving"
     );
-    if names == ["demo"] {
-        println!("try:");
-        for (key, _) in DEMO.iter().take(2) {
-            println!("  curl http://{api_addr}/api/demo/{key}");
-        }
-        println!("  curl http://{api_addr}/stats");
-    }
 
     let (stop, stopped) = watch::channel(false);
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -137,6 +150,7 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
     let api = Api {
         groups: groups.clone(),
         pool: Arc::clone(&pool),
+        membership,
         options: api_options.clone(),
         allow_writes: config.allow_writes,
     };
@@ -178,7 +192,7 @@ pub async fn run(config: Config, shutdown: impl Future) -> anyhow::Result<()> {
 const BACKLOG: u32 = 1024;
 
 /// A listener on `addr` with a backlog of [`BACKLOG`] (the standard library's is 128).
-fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
@@ -202,78 +216,50 @@ fn server_options(config: &Config) -> anyhow::Result<ServerOptions> {
         .shutdown_timeout(ms(config.shutdown_timeout_ms))?)
 }
 
-/// Reads a peers file (one URL a line, `#` comments): the member URLs, or why the file cannot
-/// be used. A file is used whole or not at all: one being rewritten in place may be read half
-/// written, so it must end with a newline, and it must name at least one member.
-async fn read_peers_file(file: &Path) -> anyhow::Result<(String, Vec<String>)> {
-    let text = tokio::fs::read_to_string(file)
-        .await
-        .with_context(|| format!("reading the peers file {}", file.display()))?;
-    anyhow::ensure!(
-        text.ends_with('\n'),
-        "the peers file {} does not end with a newline: it may be half written (write it to a temporary file, then rename it)",
-        file.display()
-    );
-    let urls: Vec<String> = text
-        .lines()
-        .map(|line| line.split('#').next().unwrap_or("").trim())
-        .filter(|line| !line.is_empty())
-        .map(str::to_string)
-        .collect();
-    anyhow::ensure!(
-        !urls.is_empty(),
-        "the peers file {} names no member",
-        file.display()
-    );
-    Ok((text, urls))
+/// This node's URL: `--self-url`, or `http://` and the peer listener's address, which must not be
+/// a wildcard (peers cannot reach `0.0.0.0`).
+fn self_url(config: &Config, peer_addr: SocketAddr) -> anyhow::Result<String> {
+    match &config.self_url {
+        Some(url) => Ok(url.clone()),
+        None if peer_addr.ip().is_unspecified() => anyhow::bail!(
+            "--listen {peer_addr} is a wildcard address, which peers cannot reach: give this node's URL with --self-url"
+        ),
+        None => Ok(format!("http://{peer_addr}")),
+    }
 }
 
-/// Reads the peers file and applies it; returns the text applied.
-async fn apply_peers_file(pool: &HttpPool, file: &Path) -> anyhow::Result<String> {
-    let (text, urls) = read_peers_file(file).await?;
-    pool.set_peers(&urls)?;
-    tracing::info!(members = ?pool.peers(), "applied the peers file");
-    Ok(text)
+/// Aborts a task when dropped: a node's background work ends with the node.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
-/// Re-reads the peers file when its modification time changes and on every SIGHUP, and applies
-/// it when its content changed. A file that cannot be read, is empty, is not whole, holds a bad
-/// URL or leaves this node out is logged and the membership kept.
-async fn watch_peers_file(
-    pool: Arc<HttpPool>,
-    file: PathBuf,
-    mut applied: String,
-    mut hangups: tokio::signal::unix::Signal,
-) {
-    let modified = |file: &Path| -> Option<SystemTime> {
-        std::fs::metadata(file).and_then(|m| m.modified()).ok()
-    };
-    let mut seen = modified(&file);
-    let mut poll = tokio::time::interval(PEERS_FILE_POLL);
-    loop {
-        let reread = tokio::select! {
-            _ = hangups.recv() => true,
-            _ = poll.tick() => {
-                let now = modified(&file);
-                let changed = now != seen;
-                seen = now;
-                changed
-            }
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn a_wildcard_listen_address_is_no_self_url() {
+        let config = |args: &[&str]| {
+            Config::parse_from(std::iter::once("alo-node").chain(args.iter().copied()))
         };
-        if !reread {
-            continue;
-        }
-        let applying = async {
-            let (text, urls) = read_peers_file(&file).await?;
-            if text != applied {
-                pool.set_peers(&urls)?;
-                tracing::info!(members = ?pool.peers(), "reloaded the peers file");
-            }
-            anyhow::Ok(text)
-        };
-        match applying.await {
-            Ok(text) => applied = text,
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "kept the membership"),
-        }
+        let wildcard: SocketAddr = "0.0.0.0:8001".parse().expect("an address");
+        let error = self_url(&config(&[]), wildcard).expect_err("a wildcard");
+        assert!(error.to_string().contains("--self-url"), "{error}");
+        let given = config(&["--self-url", "http://10.0.0.1:8001"]);
+        assert_eq!(
+            self_url(&given, wildcard).expect("given"),
+            "http://10.0.0.1:8001"
+        );
+        let loopback: SocketAddr = "127.0.0.1:8001".parse().expect("an address");
+        assert_eq!(
+            self_url(&config(&[]), loopback).expect("derived"),
+            "http://127.0.0.1:8001"
+        );
     }
 }

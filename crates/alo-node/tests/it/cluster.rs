@@ -1,8 +1,12 @@
+//! Nodes that know each other: each key loaded once in the cluster, a node that dies, a
+//! peers file, and peers that prove who they are.
+
 use std::path::Path;
 
 use http::StatusCode;
 
-use crate::process::{Node, cluster, free_port, stats};
+use crate::client::{ClientApi as _, stats};
+use crate::node::{Node, bind, cluster, url_of};
 
 /// Writes `n` files `doc-<i>.txt` holding `contents of doc-<i>.txt` into `dir`: their names.
 fn write_docs(dir: &Path, n: usize) -> Vec<String> {
@@ -13,20 +17,30 @@ fn write_docs(dir: &Path, n: usize) -> Vec<String> {
     keys
 }
 
-/// `n` node processes that know each other, serving `dir` as group `files`, with `extra` flags:
-/// their peer ports, and the nodes.
-async fn file_cluster(n: usize, dir: &Path, extra: &[&str]) -> (Vec<u16>, Vec<Node>) {
+/// `n` nodes that know each other, serving `dir` as group `files`, with `extra` flags.
+async fn file_cluster(n: usize, dir: &Path, extra: &[&str]) -> Vec<Node> {
     let dir = dir.to_str().expect("UTF-8 temp path");
     let mut args = vec!["--origin-dir", dir];
     args.extend_from_slice(extra);
     cluster(n, &args).await
 }
 
+/// Origin loads of group `files`, all `nodes` together.
+async fn loads(nodes: &[Node]) -> u64 {
+    let mut loads = 0;
+    for node in nodes {
+        loads += stats(node, "files").await["local_loads"]
+            .as_u64()
+            .expect("a count");
+    }
+    loads
+}
+
 #[tokio::test]
-async fn three_processes_load_each_key_once_and_survive_a_kill() {
+async fn three_nodes_load_each_key_once_and_survive_a_crash() {
     let files = tempfile::tempdir().expect("temp dir");
     let keys = write_docs(files.path(), 30);
-    let (_, mut nodes) = file_cluster(3, files.path(), &[]).await;
+    let mut nodes = file_cluster(3, files.path(), &[]).await;
 
     for key in &keys {
         for node in &nodes {
@@ -35,17 +49,15 @@ async fn three_processes_load_each_key_once_and_survive_a_kill() {
             assert_eq!(body, format!("contents of {key}"));
         }
     }
-    let mut loads = 0;
-    for node in &nodes {
-        loads += stats(node, "files").await["local_loads"]
-            .as_u64()
-            .expect("a count");
-    }
-    assert_eq!(loads, 30, "each key loaded once in the whole cluster");
+    assert_eq!(
+        loads(&nodes).await,
+        30,
+        "each key loaded once in the cluster"
+    );
 
-    // SIGKILL one process: the others answer every key, loading the dead one's keys themselves.
-    let mut dead = nodes.pop().expect("three nodes");
-    dead.child.kill().await.expect("killed");
+    // One node ends at once, its connections dropped: the others answer every key, loading
+    // the dead one's keys themselves.
+    drop(nodes.pop());
     for key in &keys {
         for node in &nodes {
             let (status, _, body) = node.get(&format!("/api/files/{key}")).await;
@@ -56,37 +68,32 @@ async fn three_processes_load_each_key_once_and_survive_a_kill() {
 }
 
 #[tokio::test]
-async fn the_peers_file_is_applied_at_start_and_on_sighup() {
+async fn the_peers_file_is_applied_at_start_and_when_it_changes() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("peers");
-    let (a, b) = (free_port(), free_port());
-    let (url_a, url_b) = (
-        format!("http://127.0.0.1:{a}"),
-        format!("http://127.0.0.1:{b}"),
-    );
+    let (a, b) = (bind().await, bind().await);
+    let (url_a, url_b) = (url_of(&a), url_of(&b));
     std::fs::write(&file, format!("# the cluster\n{url_a}\n")).expect("write");
-    let listen = format!("127.0.0.1:{a}");
     let path = file.to_str().expect("UTF-8 temp path");
-    let mut node = Node::start(&[
-        "--listen",
-        &listen,
-        "--api",
-        "127.0.0.1:0",
-        "--peers-file",
-        path,
-    ])
-    .await;
-    let members = |v: serde_json::Value| v["peers"].as_array().expect("a list").len();
-    let (_, _, body) = node.get("/stats").await;
-    assert_eq!(members(serde_json::from_slice(&body).expect("JSON")), 1);
+    let node = Node::start_on(a, &["--peers-file", path]);
+    assert_eq!(node.members().await, [url_a.as_str()]);
 
     std::fs::write(&file, format!("{url_a}\n{url_b}  # the new one\n")).expect("write");
-    node.hangup();
-    node.wait_for_log("reloaded the peers file").await;
-    let (_, _, body) = node.get("/stats").await;
-    let stats: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
-    assert_eq!(members(stats.clone()), 2, "{stats}");
-    assert_eq!(stats["peers"][1], url_b.as_str());
+    node.reload.now().await;
+    let mut both = [url_a.clone(), url_b.clone()];
+    both.sort();
+    assert_eq!(node.members().await, both);
+    let membership = node.all_stats().await["membership"].clone();
+    assert_eq!(membership["changes"], 1, "{membership}");
+    assert_eq!(
+        membership["source"],
+        format!("the peers file {path}").as_str()
+    );
+
+    // The same members in another order, with a comment: nothing to apply.
+    std::fs::write(&file, format!("{url_b}\n\n{url_a}\n# a comment\n")).expect("write");
+    node.reload.now().await;
+    assert_eq!(node.all_stats().await["membership"]["changes"], 1);
 }
 
 #[tokio::test]
@@ -100,7 +107,7 @@ async fn with_a_secret_peers_are_served_and_strangers_get_401() {
     )
     .expect("write");
     let secret = secret.to_str().expect("UTF-8").to_string();
-    let (ports, nodes) = file_cluster(2, files.path(), &["--peer-secret-file", &secret]).await;
+    let nodes = file_cluster(2, files.path(), &["--peer-secret-file", &secret]).await;
     for key in &keys {
         for node in &nodes {
             let (status, _, body) = node.get(&format!("/api/files/{key}")).await;
@@ -110,21 +117,19 @@ async fn with_a_secret_peers_are_served_and_strangers_get_401() {
             );
         }
     }
-    let mut loads = 0;
     for node in &nodes {
-        let files = stats(node, "files").await;
-        assert_eq!(files["peer_errors"], 0);
-        loads += files["local_loads"].as_u64().expect("a count");
+        assert_eq!(stats(node, "files").await["peer_errors"], 0);
     }
     assert_eq!(
-        loads, 10,
+        loads(&nodes).await,
+        10,
         "each key loaded once: the peers accepted each other"
     );
 
     // A stranger on the peer port: 401, and no group is asked.
     let before = served(&nodes).await;
     let (status, headers, _) =
-        crate::process::get(&format!("http://127.0.0.1:{}/_alo/files/doc-0", ports[0])).await;
+        crate::client::get(&format!("{}/_alo/files/doc-0", nodes[0].url)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers["x-alo-error"], "unauthorized");
     assert_eq!(

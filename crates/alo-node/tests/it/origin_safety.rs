@@ -8,25 +8,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 
+use crate::client::ClientApi as _;
+use crate::node::{Node, refused};
 use crate::origins::counted_origin;
-use crate::process::{Node, free_port, refused};
 
 /// How long a request for a special file may take: far less than a blocked open would.
 const PROMPTLY: Duration = Duration::from_secs(5);
 
 /// A node serving the directory `root` as group `files`.
 async fn dir_node(root: &Path) -> Node {
-    let listen = format!("127.0.0.1:{}", free_port());
     let dir = root.to_str().expect("UTF-8 temp path");
-    Node::start(&[
-        "--listen",
-        &listen,
-        "--api",
-        "127.0.0.1:0",
-        "--origin-dir",
-        dir,
-    ])
-    .await
+    Node::start(&["--origin-dir", dir]).await
 }
 
 /// GET `path`, failing the test unless the node answers within [`PROMPTLY`].
@@ -80,16 +72,7 @@ async fn directories_and_sockets_are_absent_and_their_answers_name_no_path() {
 async fn dot_segment_keys_never_reach_a_url_origin() {
     let (url, _stop, requests) = counted_origin().await;
     let base = format!("{url}/things");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let args = [
-        "--listen",
-        &listen,
-        "--api",
-        "127.0.0.1:0",
-        "--origin-url",
-        &base,
-    ];
-    let node = Node::start(&args).await;
+    let node = Node::start(&["--origin-url", &base]).await;
 
     for key in [
         "..",
@@ -120,16 +103,8 @@ async fn dot_segment_keys_never_reach_a_url_origin() {
 #[tokio::test]
 async fn a_base_url_with_a_query_or_fragment_stops_the_node_at_start() {
     for base in ["http://127.0.0.1:1/x?y=1", "http://127.0.0.1:1/x#y"] {
-        let args = [
-            "--listen",
-            "127.0.0.1:0",
-            "--api",
-            "127.0.0.1:0",
-            "--origin-url",
-            base,
-        ];
-        let log = refused(&args).await;
-        assert!(log.contains("--origin-url"), "{base}: {log}");
+        let error = refused(&["--origin-url", base]).await;
+        assert!(error.contains("--origin-url"), "{base}: {error}");
     }
 }
 

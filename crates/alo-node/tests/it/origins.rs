@@ -8,7 +8,8 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::process::{Node, free_port};
+use crate::client::ClientApi as _;
+use crate::node::{Logs, Node, cluster};
 
 /// A tiny HTTP origin: `/things/a` is 200, `/things/boom` is 500, anything else 404.
 async fn origin() -> (String, oneshot::Sender<()>) {
@@ -46,25 +47,12 @@ pub(crate) async fn counted_origin() -> (String, oneshot::Sender<()>, Arc<Atomic
     (url, stop, requests)
 }
 
-fn node_args(extra: &[&str]) -> Vec<String> {
-    let listen = format!("127.0.0.1:{}", free_port());
-    let mut args = vec![
-        "--listen".to_string(),
-        listen,
-        "--api".into(),
-        "127.0.0.1:0".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
 #[tokio::test]
 async fn an_http_origin_serves_values_404s_and_502s() {
     let (url, _stop) = origin().await;
     let base = format!("{url}/things");
-    let args = node_args(&["--origin-url", &base]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut node = Node::start(&args).await;
+    let logs = Logs::capture();
+    let node = Node::start(&["--origin-url", &base]).await;
 
     let (status, _, body) = node.get("/api/web/a").await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"the thing a"[..]));
@@ -76,7 +64,7 @@ async fn an_http_origin_serves_values_404s_and_502s() {
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     // The client learns the category; the origin's URL and answer go to the log only.
     assert_eq!(body, "the origin failed\n");
-    node.wait_for_log("answered 500").await;
+    assert_eq!(logs.lines_with("answered 500").len(), 1);
 }
 
 #[tokio::test]
@@ -89,9 +77,7 @@ async fn a_directory_origin_refuses_keys_that_escape_it() {
     std::os::unix::fs::symlink(outside.path().join("secret"), root.path().join("link"))
         .expect("symlink");
     let dir = root.path().to_str().expect("UTF-8 temp path").to_string();
-    let args = node_args(&["--origin-dir", &dir]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let node = Node::start(&args).await;
+    let node = Node::start(&["--origin-dir", &dir]).await;
 
     let (status, headers, body) = node.get("/api/files/sub%2Fpage.html").await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"<p>hi</p>"[..]));
@@ -114,25 +100,7 @@ async fn a_directory_origin_refuses_keys_that_escape_it() {
 async fn an_owner_whose_origin_fails_costs_one_origin_request_per_get() {
     let (url, _stop, requests) = counted_origin().await;
     let base = format!("{url}/things");
-    let listens: Vec<String> = (0..2)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let peers: Vec<String> = listens.iter().map(|l| format!("http://{l}")).collect();
-    let peers = peers.join(",");
-    let mut nodes = Vec::new();
-    for listen in &listens {
-        let args = [
-            "--listen",
-            listen,
-            "--api",
-            "127.0.0.1:0",
-            "--peers",
-            &peers,
-            "--origin-url",
-            &base,
-        ];
-        nodes.push(Node::start(&args).await);
-    }
+    let nodes = cluster(2, &["--origin-url", &base]).await;
     // One of the two does not own the key and asks the other, whose origin fails.
     for (i, node) in nodes.iter().enumerate() {
         let (status, _, body) = node.get("/api/web/boom").await;
@@ -158,10 +126,7 @@ async fn an_owner_whose_origin_fails_costs_one_origin_request_per_get() {
     );
     let (_, _, metrics) = nodes[0].get("/metrics").await;
     let metrics = String::from_utf8_lossy(&metrics);
-    assert!(metrics.contains(&format!(
-        "alo_peer_up{{peer=\"http://{}\"}} 1\n",
-        listens[1]
-    )));
+    assert!(metrics.contains(&format!("alo_peer_up{{peer=\"{}\"}} 1\n", nodes[1].url)));
     assert!(metrics.contains("alo_load_timeouts_total{group=\"web\"} 0\n"));
 }
 
@@ -171,9 +136,8 @@ async fn origin_bodies_over_the_largest_value_are_refused() {
     std::fs::write(root.path().join("small"), [b's'; 100]).expect("write");
     std::fs::write(root.path().join("large"), [b'l'; 101]).expect("write");
     let dir = root.path().to_str().expect("UTF-8 temp path").to_string();
-    let args = node_args(&["--origin-dir", &dir, "--max-value-bytes", "100"]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut node = Node::start(&args).await;
+    let logs = Logs::capture();
+    let node = Node::start(&["--origin-dir", &dir, "--max-value-bytes", "100"]).await;
     let (status, _, body) = node.get("/api/files/small").await;
     assert_eq!((status, body.len()), (StatusCode::OK, 100));
     let (status, _, body) = node.get("/api/files/large").await;
@@ -181,5 +145,5 @@ async fn origin_bodies_over_the_largest_value_are_refused() {
         (status, &body[..]),
         (StatusCode::BAD_GATEWAY, &b"the origin failed\n"[..])
     );
-    node.wait_for_log("larger than the largest value").await;
+    assert_eq!(logs.lines_with("larger than the largest value").len(), 1);
 }

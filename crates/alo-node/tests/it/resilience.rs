@@ -5,13 +5,14 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 use tokio::net::TcpStream;
 
-use crate::process::Node;
+use crate::client::ClientApi as _;
+use crate::process::Process;
 
 const EPHEMERAL: [&str; 4] = ["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"];
 
 #[tokio::test]
 async fn the_api_serves_again_after_its_descriptors_ran_out() {
-    let mut node = Node::start_with_file_limit(64, &EPHEMERAL).await;
+    let mut node = Process::start_with_file_limit(64, &EPHEMERAL).await;
     let addr = node.api.trim_start_matches("http://").to_string();
     // More connections than the node has descriptors: it accepts what it can, the rest wait.
     let mut flood = Vec::new();
@@ -34,7 +35,7 @@ async fn the_api_serves_again_after_its_descriptors_ran_out() {
 async fn a_request_in_flight_holds_shutdown_only_until_the_deadline() {
     let mut args = EPHEMERAL.to_vec();
     args.extend(["--demo-delay-ms", "20000", "--shutdown-timeout-ms", "300"]);
-    let mut node = Node::start(&args).await;
+    let mut node = Process::start(&args).await;
     let stuck = node.get_in_background("/api/demo/cherry");
     node.wait_for_log("demo origin load started").await;
     let started = Instant::now();
@@ -52,7 +53,7 @@ async fn a_request_in_flight_holds_shutdown_only_until_the_deadline() {
 async fn a_second_signal_exits_at_once() {
     let mut args = EPHEMERAL.to_vec();
     args.extend(["--demo-delay-ms", "20000", "--shutdown-timeout-ms", "20000"]);
-    let mut node = Node::start(&args).await;
+    let mut node = Process::start(&args).await;
     let waiting = node.get_in_background("/api/demo/cherry");
     node.wait_for_log("demo origin load started").await;
     node.terminate();

@@ -1,7 +1,9 @@
 use clap::Parser as _;
 use http::StatusCode;
 
-use crate::process::{Node, stats};
+use crate::client::{ClientApi as _, stats};
+use crate::node::Node;
+use crate::process::Process;
 
 #[tokio::test]
 async fn with_no_origin_flags_the_demo_answers_and_caches() {
@@ -9,7 +11,7 @@ async fn with_no_origin_flags_the_demo_answers_and_caches() {
     let defaults = alo_node::Config::parse_from(["alo-node"]);
     assert_eq!(defaults.api.to_string(), "127.0.0.1:9999");
     assert_eq!(defaults.listen.to_string(), "127.0.0.1:8001");
-    let node = Node::start(&["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"]).await;
+    let node = Node::start(&[]).await;
     let (status, headers, body) = node.get("/api/demo/apple").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "a red or green fruit");
@@ -28,6 +30,9 @@ async fn with_no_origin_flags_the_demo_answers_and_caches() {
 
     let (status, _, body) = node.get("/healthz").await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok\n"[..]));
+    // Its members are the flag's (none: this node alone), applied before it serves.
+    let (status, _, body) = node.get("/readyz").await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"ready\n"[..]));
     let (status, _, _) = node.get("/api/demo/durian").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = node.get("/api/nope/apple").await;
@@ -38,9 +43,7 @@ async fn with_no_origin_flags_the_demo_answers_and_caches() {
 
 #[tokio::test]
 async fn metrics_parse_as_prometheus_text() {
-    let port = crate::process::free_port().to_string();
-    let listen = format!("127.0.0.1:{port}");
-    let node = Node::start(&["--listen", &listen, "--api", "127.0.0.1:0"]).await;
+    let node = Node::start(&[]).await;
     node.get("/api/demo/hello").await;
     let (status, headers, body) = node.get("/metrics").await;
     assert_eq!(status, StatusCode::OK);
@@ -76,6 +79,12 @@ async fn metrics_parse_as_prometheus_text() {
     }
     assert!(samples >= 9);
     assert!(text.contains("alo_local_loads_total{group=\"demo\"} 1\n"));
+    assert!(text.contains("\nalo_members 1\n"), "{text}");
+    assert!(text.contains("\nalo_ready 1\n"), "{text}");
+    assert!(
+        text.contains("\nalo_membership_changes_total 0\n"),
+        "{text}"
+    );
     promtool_accepts(text);
 }
 
@@ -136,11 +145,9 @@ fn is_sample(line: &str) -> bool {
 
 #[tokio::test]
 async fn sigterm_lets_a_slow_load_finish_then_exits_zero() {
-    let port = crate::process::free_port().to_string();
-    let listen = format!("127.0.0.1:{port}");
-    let mut node = Node::start(&[
+    let mut node = Process::start(&[
         "--listen",
-        &listen,
+        "127.0.0.1:0",
         "--api",
         "127.0.0.1:0",
         "--demo-delay-ms",
@@ -148,7 +155,7 @@ async fn sigterm_lets_a_slow_load_finish_then_exits_zero() {
     ])
     .await;
     let url = format!("{}/api/demo/cherry", node.api);
-    let request = tokio::spawn(async move { crate::process::get(&url).await });
+    let request = tokio::spawn(async move { crate::client::get(&url).await });
     // The origin load has begun: the request is in flight.
     node.wait_for_log("demo origin load started").await;
     node.terminate();

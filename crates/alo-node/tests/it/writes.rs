@@ -12,7 +12,8 @@ use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 
-use crate::process::{Node, cluster, stats};
+use crate::client::{ClientApi as _, stats};
+use crate::node::{Node, cluster};
 
 /// An HTTP origin that answers `{path}@{version}`, the version read when the request arrives;
 /// `/missing` is 404, and every path is 500 while `failing` is set. While `held` is set, each
@@ -73,8 +74,7 @@ async fn origin() -> Origin {
 
 /// Three nodes over `origin` as group `web`, with writes allowed.
 async fn three_nodes(origin: &Origin) -> Vec<Node> {
-    let args = ["--origin-url", &origin.url, "--allow-writes"];
-    cluster(3, &args).await.1
+    cluster(3, &["--origin-url", &origin.url, "--allow-writes"]).await
 }
 
 async fn get(node: &Node, key: &str) -> String {
@@ -91,7 +91,7 @@ async fn hot_items(node: &Node) -> u64 {
 
 #[tokio::test]
 async fn without_allow_writes_writes_are_405() {
-    let node = Node::start(&["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"]).await;
+    let node = Node::start(&[]).await;
     for method in [Method::PUT, Method::DELETE, Method::POST] {
         let (status, headers, _) = node.send(method.clone(), "/api/demo/x", &[], "v").await;
         assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
@@ -199,8 +199,8 @@ async fn a_remove_during_a_slow_load_leaves_no_node_serving_the_old_value() {
     }
 
     // A member that is gone is reported by count; its URL stays in the log.
-    let mut gone = nodes.pop().expect("three nodes");
-    gone.child.kill().await.expect("killed");
+    let gone = nodes.pop().expect("three nodes");
+    gone.stop().await.expect("stopped");
     let (status, _, body) = nodes[0].send(Method::DELETE, "/api/web/key", &[], "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "{\"members\": 3, \"unreachable\": 1}\n");
@@ -210,10 +210,6 @@ async fn a_remove_during_a_slow_load_leaves_no_node_serving_the_old_value() {
 async fn an_expired_value_is_served_stale_with_a_header_while_the_origin_fails() {
     let origin = origin().await;
     let args = [
-        "--listen",
-        "127.0.0.1:0",
-        "--api",
-        "127.0.0.1:0",
         "--origin-url",
         &origin.url,
         "--ttl-ms",
