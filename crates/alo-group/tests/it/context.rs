@@ -1,7 +1,7 @@
 //! What a getter is told: the key, the deadline, the signal that its load was abandoned, and
 //! the span it runs in.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use alo_group::{Error, Group, LoadContext, LoadError, getter_fn, getter_fn_ctx};
@@ -73,7 +73,7 @@ async fn the_signal_fires_when_the_load_times_out() {
 
 #[tokio::test]
 async fn the_getter_runs_in_the_load_span_a_child_of_the_get() {
-    let _subscriber = tracing::subscriber::set_default(Registry::default());
+    with_registry();
     // For each call: the context's span, the current span, and the current span's parent.
     let seen: Arc<Mutex<Vec<[Option<tracing::Id>; 3]>>> = Arc::default();
     let saw = Arc::clone(&seen);
@@ -99,7 +99,7 @@ async fn the_getter_runs_in_the_load_span_a_child_of_the_get() {
 
 #[tokio::test]
 async fn a_closure_of_the_key_runs_in_the_load_span_too() {
-    let _subscriber = tracing::subscriber::set_default(Registry::default());
+    with_registry();
     let names: Arc<Mutex<Vec<&'static str>>> = Arc::default();
     let saw = Arc::clone(&names);
     let getter = getter_fn(move |key: Bytes| {
@@ -112,7 +112,17 @@ async fn a_closure_of_the_key_runs_in_the_load_span_too() {
     assert_eq!(*names.lock().expect("not poisoned"), ["load"]);
 }
 
-/// The parent of `span` in the thread's registry.
+/// Makes a span registry the process's subscriber, once. (A subscriber set per thread is not
+/// enough: a callsite first reached on a thread without one, by a test running in parallel, is
+/// cached as uninteresting, and its spans then go unrecorded everywhere.)
+fn with_registry() {
+    static GLOBAL: Once = Once::new();
+    GLOBAL.call_once(|| {
+        tracing::subscriber::set_global_default(Registry::default()).expect("the only subscriber");
+    });
+}
+
+/// The parent of `span` in the registry.
 fn parent(span: &tracing::Span) -> Option<tracing::Id> {
     let id = span.id()?;
     tracing::dispatcher::get_default(|dispatch| {
