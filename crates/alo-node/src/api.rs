@@ -243,7 +243,7 @@ impl Api {
             family(&mut out, (name, kind, help), samples);
         }
         let peers = self.pool.peer_stats();
-        let health: [Metric<PeerStats>; 4] = [
+        let health: [Metric<PeerStats>; 6] = [
             (
                 "peer_up",
                 "gauge",
@@ -267,6 +267,18 @@ impl Api {
                 "counter",
                 "Times a probe brought the peer back.",
                 |p| p.marked_up,
+            ),
+            (
+                "peer_batches_total",
+                "counter",
+                "Batch gets sent to the peer (two keys or more in one request).",
+                |p| p.batches,
+            ),
+            (
+                "peer_batched_keys_total",
+                "counter",
+                "Keys asked for in batch gets.",
+                |p| p.batched_keys,
             ),
         ];
         for (name, kind, help, value) in health {

@@ -78,6 +78,10 @@ pub struct Config {
     /// connect in time is unreachable and the key is loaded locally.
     #[arg(long, env = "ALO_PEER_CONNECT_TIMEOUT_MS", default_value_t = 250, value_parser = positive)]
     pub peer_connect_timeout_ms: u64,
+    /// The most keys one request to a peer may ask for: keys bound for the same peer at the
+    /// same moment travel together (a batch get). 1 sends every key alone.
+    #[arg(long, env = "ALO_PEER_MAX_BATCH_KEYS", default_value_t = 64, value_parser = positive)]
+    pub peer_max_batch_keys: u64,
     /// The largest value, e.g. `16MiB`: the most an origin may return and a peer may send, and
     /// the largest value cached (when the cache is that large). Larger origin bodies are 502.
     #[arg(long, env = "ALO_MAX_VALUE_BYTES", default_value = "16MiB", value_parser = parse_bytes)]

@@ -76,6 +76,7 @@ pub async fn run(
     let mut pool_options = PoolOptions::default()
         .timeout(load_timeout + PEER_MARGIN / 2)
         .connect_timeout(Duration::from_millis(config.peer_connect_timeout_ms))
+        .max_batch_keys(usize::try_from(config.peer_max_batch_keys).unwrap_or(usize::MAX))
         .max_response_bytes(config.max_value_bytes);
     let secrets = match &config.peer_secret_file {
         Some(file) => {

@@ -127,6 +127,9 @@ async fn an_owner_whose_origin_fails_costs_one_origin_request_per_get() {
     let (_, _, metrics) = nodes[0].get("/metrics").await;
     let metrics = String::from_utf8_lossy(&metrics);
     assert!(metrics.contains(&format!("alo_peer_up{{peer=\"{}\"}} 1\n", nodes[1].url)));
+    // One get at a time: each key went alone.
+    let alone = format!("alo_peer_batches_total{{peer=\"{}\"}} 0\n", nodes[1].url);
+    assert!(metrics.contains(&alone), "{metrics}");
     assert!(metrics.contains("alo_load_timeouts_total{group=\"web\"} 0\n"));
 }
 
