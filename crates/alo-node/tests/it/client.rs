@@ -71,6 +71,15 @@ pub(crate) async fn stats(node: &impl ClientApi, group: &str) -> serde_json::Val
     node.all_stats().await["groups"][group].clone()
 }
 
+/// Counter `counter` of group `group`, summed over `nodes`.
+pub(crate) async fn total(nodes: &[impl ClientApi], group: &str, counter: &str) -> u64 {
+    let mut total = 0;
+    for node in nodes {
+        total += stats(node, group).await[counter].as_u64().expect("a count");
+    }
+    total
+}
+
 /// GET `url`.
 pub(crate) async fn get(url: &str) -> (StatusCode, HeaderMap, Bytes) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();

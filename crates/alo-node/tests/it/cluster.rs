@@ -5,11 +5,11 @@ use std::path::Path;
 
 use http::StatusCode;
 
-use crate::client::{ClientApi as _, stats};
+use crate::client::{ClientApi as _, stats, total};
 use crate::node::{Node, bind, cluster, url_of};
 
 /// Writes `n` files `doc-<i>.txt` holding `contents of doc-<i>.txt` into `dir`: their names.
-fn write_docs(dir: &Path, n: usize) -> Vec<String> {
+pub(crate) fn write_docs(dir: &Path, n: usize) -> Vec<String> {
     let keys: Vec<String> = (0..n).map(|i| format!("doc-{i}.txt")).collect();
     for key in &keys {
         std::fs::write(dir.join(key), format!("contents of {key}")).expect("write");
@@ -27,13 +27,7 @@ async fn file_cluster(n: usize, dir: &Path, extra: &[&str]) -> Vec<Node> {
 
 /// Origin loads of group `files`, all `nodes` together.
 async fn loads(nodes: &[Node]) -> u64 {
-    let mut loads = 0;
-    for node in nodes {
-        loads += stats(node, "files").await["local_loads"]
-            .as_u64()
-            .expect("a count");
-    }
-    loads
+    total(nodes, "files", "local_loads").await
 }
 
 #[tokio::test]
@@ -141,11 +135,5 @@ async fn with_a_secret_peers_are_served_and_strangers_get_401() {
 
 /// Requests from peers that the nodes' `files` groups answered, all nodes together.
 async fn served(nodes: &[Node]) -> u64 {
-    let mut n = 0;
-    for node in nodes {
-        n += stats(node, "files").await["server_requests"]
-            .as_u64()
-            .expect("a count");
-    }
-    n
+    total(nodes, "files", "server_requests").await
 }

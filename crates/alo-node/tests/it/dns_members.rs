@@ -6,7 +6,8 @@ use std::net::Ipv4Addr;
 
 use http::StatusCode;
 
-use crate::client::{ClientApi, stats};
+use crate::client::{ClientApi, total};
+use crate::cluster::write_docs;
 use crate::dns::DnsServer;
 use crate::node::{Logs, Node, bind};
 use crate::process::Process;
@@ -103,10 +104,7 @@ async fn assert_kept(node: &Node, what: &str, members: &[String], failures: u64)
 #[tokio::test]
 async fn srv_records_make_a_cluster_that_loads_each_key_once() {
     let files = tempfile::tempdir().expect("temp dir");
-    let keys: Vec<String> = (0..30).map(|i| format!("doc-{i}")).collect();
-    for key in &keys {
-        std::fs::write(files.path().join(key), format!("contents of {key}")).expect("write");
-    }
+    let keys = write_docs(files.path(), 30);
     let dir = files.path().to_str().expect("UTF-8 temp path");
     let dns = DnsServer::start().await;
     let server = dns.addr.to_string();
@@ -164,12 +162,7 @@ async fn srv_records_make_a_cluster_that_loads_each_key_once() {
             );
         }
     }
-    let mut loads = 0;
-    for node in &nodes {
-        loads += stats(node, "files").await["local_loads"]
-            .as_u64()
-            .expect("a count");
-    }
+    let loads = total(&nodes, "files", "local_loads").await;
     assert_eq!(loads, 30, "each key loaded once in the cluster");
 }
 
@@ -318,12 +311,7 @@ async fn three_processes_find_each_other_through_dns_and_load_each_key_once() {
             );
         }
     }
-    let mut loads = 0;
-    for node in &nodes {
-        loads += stats(node, "demo").await["local_loads"]
-            .as_u64()
-            .expect("a count");
-    }
+    let loads = total(&nodes, "demo", "local_loads").await;
     assert_eq!(loads, 4, "each key loaded once in the cluster");
 
     // One is killed and leaves DNS: the others drop it.
