@@ -69,9 +69,12 @@ pub enum Error {
     /// Group names are non-empty.
     #[error("a group needs a name")]
     EmptyName,
-    /// A load timeout must be longer than zero.
-    #[error("the load timeout must be longer than zero")]
+    /// A load or write timeout must be longer than zero.
+    #[error("a load or write timeout must be longer than zero")]
     ZeroTimeout,
+    /// At least one getter call must be allowed at a time.
+    #[error("max_concurrent_loads must be at least 1")]
+    ZeroConcurrency,
     /// A time to live must be longer than zero.
     #[error("a time to live must be longer than zero")]
     ZeroTtl,

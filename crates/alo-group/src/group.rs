@@ -11,11 +11,15 @@ use alo_lru::{Expiring, ShardedLru};
 use alo_singleflight::Flight;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
 use crate::ledger::{Ledger, Ticket};
-use crate::stats::{CacheStats, Counters, bump};
-use crate::{Error, Found, Getter, GroupStats, LoadContext, LoadError, Loaded, PeerPicker, Stale};
+use crate::stats::{CacheStats, Counters, Gauge, bump};
+use crate::{
+    Error, Found, Getter, GroupStats, LoadContext, LoadError, Loaded, PeerPicker, Stale, escape,
+    escape_bytes,
+};
 
 /// The budget a group gets unless told otherwise.
 pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
@@ -29,6 +33,13 @@ pub const DEFAULT_LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much longer than its load timeout a group waits for a peer: the owner's load has the
 /// same deadline, and its answer needs time to arrive.
 pub const PEER_MARGIN: Duration = Duration::from_secs(1);
+
+/// How long a write to another member may take unless told otherwise. A member applies a write
+/// in memory, without asking its origin, so a member that takes longer is taken for hung.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many getter calls of a group run at once unless told otherwise; more wait their turn.
+pub const DEFAULT_MAX_CONCURRENT_LOADS: usize = 64;
 
 /// What an entry costs besides its key's and value's bytes, charged to the budget so that the
 /// budget is the memory: the cache's slot (with the entry's deadline) and links, its table's
@@ -134,6 +145,12 @@ pub(crate) struct Inner {
     pub(crate) counters: Counters,
     /// The deadline of a getter call.
     pub(crate) load_timeout: Duration,
+    /// The deadline of a write to another member.
+    pub(crate) write_timeout: Duration,
+    /// Turns to call the getter: at most this many calls run at once, whoever asks, so no burst
+    /// of cold keys puts more than that on the origin. A load waits for its turn within its
+    /// deadline.
+    turns: Semaphore,
     /// Values longer than this are served and not cached.
     pub(crate) max_value_bytes: usize,
     pub(crate) expiry: Expiry,
@@ -166,6 +183,8 @@ pub struct GroupBuilder {
     max_bytes: usize,
     max_value_bytes: usize,
     load_timeout: Duration,
+    write_timeout: Duration,
+    max_concurrent_loads: usize,
     picker: Option<Arc<dyn PeerPicker>>,
     seed: u64,
     expiry: Expiry,
@@ -181,6 +200,8 @@ impl Group {
             max_bytes: DEFAULT_MAX_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             load_timeout: DEFAULT_LOAD_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            max_concurrent_loads: DEFAULT_MAX_CONCURRENT_LOADS,
             picker: None,
             seed: 0x616c6f,
             expiry: Expiry::default(),
@@ -375,7 +396,7 @@ impl Group {
                     // The peer could not be asked: a dead owner never fails the caller.
                     Ok(Err(LoadError::Unreachable(reason))) => {
                         bump(&inner.counters.peer_errors);
-                        tracing::debug!(group = %inner.name, %reason, "peer unreachable; loading locally");
+                        tracing::debug!(group = %inner.name, reason = %escape(&reason), "peer unreachable; loading locally");
                     }
                     // The owner's answer about the key or its load: asking the origin again
                     // here would ask it twice.
@@ -386,7 +407,7 @@ impl Group {
                     Err(_) => {
                         bump(&inner.counters.peer_errors);
                         bump(&inner.counters.load_timeouts);
-                        tracing::warn!(group = %inner.name, key = %String::from_utf8_lossy(&key), ?wait, "no answer from the owner in time");
+                        tracing::warn!(group = %inner.name, key = %escape_bytes(&key), ?wait, "no answer from the owner in time");
                         return Err(Error::Timeout);
                     }
                 }
@@ -408,7 +429,7 @@ impl Group {
         let result = flatten(out.result);
         if let (false, Err(Error::Panicked(message))) = (out.shared, &result) {
             bump(&self.inner.counters.local_load_errs);
-            tracing::error!(group = %self.inner.name, key = %String::from_utf8_lossy(&key), %message, "the getter panicked");
+            tracing::error!(group = %self.inner.name, key = %escape_bytes(&key), message = %escape(&message), "the getter panicked");
         }
         (result, out.shared)
     }
@@ -430,7 +451,11 @@ impl Group {
             // with this whole load (its runtime shutting down).
             let abandon = ctx.abandon_on_drop();
             let deadline = tokio::time::Instant::from_std(deadline);
-            let loaded = tokio::time::timeout_at(deadline, inner.getter.get(ctx)).await;
+            let call = async {
+                let _turn = inner.turn().await;
+                inner.getter.get(ctx).await
+            };
+            let loaded = tokio::time::timeout_at(deadline, call).await;
             if loaded.is_ok() {
                 abandon.disarm();
             } else {
@@ -450,14 +475,14 @@ impl Group {
                     bump(&inner.counters.local_load_errs);
                     // A refused key is an answer, not a failure.
                     if !matches!(e, LoadError::InvalidKey(_)) {
-                        tracing::warn!(group = %inner.name, key = %String::from_utf8_lossy(&key), error = %e, "load failed");
+                        tracing::warn!(group = %inner.name, key = %escape_bytes(&key), error = %escape(&e), "load failed");
                     }
                     Err(e.into())
                 }
                 Err(_) => {
                     bump(&inner.counters.local_load_errs);
                     bump(&inner.counters.load_timeouts);
-                    tracing::warn!(group = %inner.name, key = %String::from_utf8_lossy(&key), timeout = ?inner.load_timeout, "load timed out; dropped");
+                    tracing::warn!(group = %inner.name, key = %escape_bytes(&key), timeout = ?inner.load_timeout, "load timed out; dropped");
                     Err(Error::Timeout)
                 }
             }
@@ -470,7 +495,7 @@ impl Group {
 /// want it, the span current here instead, so that the context's span is always the one the
 /// getter runs in.
 fn load_span(group: &str, key: &[u8]) -> tracing::Span {
-    let span = tracing::info_span!("load", group, key = %String::from_utf8_lossy(key));
+    let span = tracing::info_span!("load", group, key = %escape_bytes(key));
     if span.is_disabled() {
         tracing::Span::current()
     } else {
@@ -479,6 +504,27 @@ fn load_span(group: &str, key: &[u8]) -> tracing::Span {
 }
 
 impl Inner {
+    /// A turn to call the getter, once one is free: held for the call, counted while waited for
+    /// and while held.
+    async fn turn(&self) -> Turn<'_> {
+        let counters = &self.counters;
+        let permit = match self.turns.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                bump(&counters.load_waits);
+                let _waiting = Gauge::up(&counters.loads_waiting);
+                self.turns
+                    .acquire()
+                    .await
+                    .expect("the group never closes its turns")
+            }
+        };
+        Turn {
+            _permit: permit,
+            _running: Gauge::up(&counters.loads_running),
+        }
+    }
+
     /// What a cached entry is worth at `now`. `window` is how long past its freshness a value
     /// is kept for the stale windows: the group's for the main cache, none for hot copies.
     fn judge(&self, entry: Expiring<Option<Bytes>>, window: Duration, now: &Now) -> Judged {
@@ -586,7 +632,7 @@ impl Inner {
             }
         }
         bump(&self.counters.values_too_large);
-        tracing::info!(group = %self.name, key = %String::from_utf8_lossy(&key), bytes = value.len(), max = self.max_value_bytes, "value too large to cache; served");
+        tracing::info!(group = %self.name, key = %escape_bytes(&key), bytes = value.len(), max = self.max_value_bytes, "value too large to cache; served");
         Found::new(value, ttl)
     }
 
@@ -647,6 +693,12 @@ async fn sweep(inner: Weak<Inner>) {
             None => return,
         }
     }
+}
+
+/// A getter call's turn: the semaphore's permit and the call counted as running.
+struct Turn<'a> {
+    _permit: SemaphorePermit<'a>,
+    _running: Gauge<'a>,
 }
 
 /// Which loads serve a request: the cluster's (`get`) or only this node's (`get_local`).
@@ -751,6 +803,25 @@ impl GroupBuilder {
         self
     }
 
+    /// How long a write to another member may take (default [`DEFAULT_WRITE_TIMEOUT`], 2 s); the
+    /// group waits this plus [`PEER_MARGIN`] for the transport's answer. A member that takes
+    /// longer is listed unreachable in the write's [`Written`](crate::Written): a member applies
+    /// a write in memory, so one that does not answer in this time is hung or gone.
+    pub fn write_timeout(mut self, write_timeout: Duration) -> Self {
+        self.write_timeout = write_timeout;
+        self
+    }
+
+    /// How many getter calls run at once (default [`DEFAULT_MAX_CONCURRENT_LOADS`], 64): a load
+    /// beyond it waits for a turn within its deadline, so no burst of cold keys, from one
+    /// request or many, puts more than this on the origin at once. `GroupStats` counts the
+    /// calls running and waiting (`loads_running`, `loads_waiting`) and the loads that waited
+    /// (`load_waits`); a load that reaches its deadline waiting is a load timeout.
+    pub fn max_concurrent_loads(mut self, loads: usize) -> Self {
+        self.max_concurrent_loads = loads;
+        self
+    }
+
     /// Where to find the owner of a key. Without a picker the group loads every key itself.
     pub fn picker(mut self, picker: Arc<dyn PeerPicker>) -> Self {
         self.picker = Some(picker);
@@ -798,8 +869,9 @@ impl GroupBuilder {
     /// The group.
     ///
     /// # Errors
-    /// [`Error::EmptyName`] when the name is empty; [`Error::ZeroTimeout`] for a zero load
-    /// timeout; [`Error::ZeroTtl`] for a zero default TTL.
+    /// [`Error::EmptyName`] when the name is empty; [`Error::ZeroTimeout`] for a zero load or
+    /// write timeout; [`Error::ZeroConcurrency`] for no getter calls at once;
+    /// [`Error::ZeroTtl`] for a zero default TTL.
     ///
     /// Built inside a tokio runtime, the group sweeps its expired entries once a second on a
     /// task of its own, which ends when the group is dropped. Outside one, expired entries are
@@ -808,8 +880,11 @@ impl GroupBuilder {
         if self.name.is_empty() {
             return Err(Error::EmptyName);
         }
-        if self.load_timeout.is_zero() {
+        if self.load_timeout.is_zero() || self.write_timeout.is_zero() {
             return Err(Error::ZeroTimeout);
+        }
+        if self.max_concurrent_loads == 0 {
+            return Err(Error::ZeroConcurrency);
         }
         if self.expiry.ttl == Some(Duration::ZERO) {
             return Err(Error::ZeroTtl);
@@ -837,6 +912,8 @@ impl GroupBuilder {
             rng: Mutex::new(fastrand::Rng::with_seed(self.seed)),
             counters: Counters::default(),
             load_timeout: self.load_timeout,
+            write_timeout: self.write_timeout,
+            turns: Semaphore::new(self.max_concurrent_loads.min(Semaphore::MAX_PERMITS)),
             max_value_bytes,
             expiry: self.expiry,
             has_deadlines: AtomicBool::new(false),
@@ -886,6 +963,8 @@ impl fmt::Debug for GroupBuilder {
             .field("max_bytes", &self.max_bytes)
             .field("max_value_bytes", &self.max_value_bytes)
             .field("load_timeout", &self.load_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("max_concurrent_loads", &self.max_concurrent_loads)
             .field("peers", &self.picker.is_some())
             .field("expiry", &self.expiry)
             .finish_non_exhaustive()

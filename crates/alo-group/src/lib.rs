@@ -54,6 +54,7 @@
 
 mod context;
 mod error;
+mod escape;
 mod getter;
 mod group;
 mod groups;
@@ -67,14 +68,15 @@ mod write;
 
 pub use context::LoadContext;
 pub use error::{Error, LoadError};
+pub use escape::{escape, escape_bytes};
 pub use futures_util::future::BoxFuture;
 pub use getter::{
     Getter, GetterFn, GetterFnCtx, PeerGetter, PeerGetterFn, PeerPicker, getter_fn, getter_fn_ctx,
     peer_getter_fn,
 };
 pub use group::{
-    DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_VALUE_BYTES, ENTRY_OVERHEAD, Group,
-    GroupBuilder, PEER_MARGIN,
+    DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_CONCURRENT_LOADS, DEFAULT_MAX_VALUE_BYTES,
+    DEFAULT_WRITE_TIMEOUT, ENTRY_OVERHEAD, Group, GroupBuilder, PEER_MARGIN,
 };
 pub use groups::Groups;
 pub use picker::LatePicker;

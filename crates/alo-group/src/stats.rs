@@ -25,6 +25,26 @@ pub(crate) struct Counters {
     pub(crate) purges: AtomicU64,
     pub(crate) negative_hits: AtomicU64,
     pub(crate) stale_serves: AtomicU64,
+    pub(crate) load_waits: AtomicU64,
+    /// Gauges: getter calls running, and loads waiting for a turn to call the getter.
+    pub(crate) loads_running: AtomicU64,
+    pub(crate) loads_waiting: AtomicU64,
+}
+
+/// One unit of a gauge, for as long as it lives.
+pub(crate) struct Gauge<'a>(&'a AtomicU64);
+
+impl<'a> Gauge<'a> {
+    pub(crate) fn up(gauge: &'a AtomicU64) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Gauge(gauge)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -81,6 +101,13 @@ pub struct GroupStats {
     /// Gets answered with an expired value under a stale window (`stale_if_error` or
     /// `stale_while_revalidate`). A stale value found in a cache counts as a cache hit too.
     pub stale_serves: u64,
+    /// Getter calls running now (a gauge): at most the group's `max_concurrent_loads`.
+    pub loads_running: u64,
+    /// Loads waiting now for a turn to call the getter (a gauge).
+    pub loads_waiting: u64,
+    /// Loads that had to wait for a turn to call the getter, because `max_concurrent_loads`
+    /// calls were running.
+    pub load_waits: u64,
     /// The cache of keys this node owns or loaded.
     pub main_cache: CacheStats,
     /// The cache of copies of popular keys that other nodes own.
@@ -127,6 +154,9 @@ impl Counters {
             expired: main_cache.expired + hot_cache.expired,
             negative_hits: read(&self.negative_hits),
             stale_serves: read(&self.stale_serves),
+            loads_running: read(&self.loads_running),
+            loads_waiting: read(&self.loads_waiting),
+            load_waits: read(&self.load_waits),
             main_cache,
             hot_cache,
         }

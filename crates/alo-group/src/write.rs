@@ -29,7 +29,7 @@ use futures_util::future::join_all;
 
 use crate::group::Inner;
 use crate::stats::bump;
-use crate::{Error, Group, LoadError, PEER_MARGIN, PeerGetter, Unreached, Written};
+use crate::{Error, Group, LoadError, PEER_MARGIN, PeerGetter, Unreached, Written, escape};
 
 /// A member other than this node.
 type Peer = Arc<dyn PeerGetter>;
@@ -60,7 +60,7 @@ impl Group {
             Some(peer) => {
                 let stored = inner.send(peer.set(&inner.name, &key, value, ttl)).await;
                 if let Err(e) = stored {
-                    tracing::warn!(group = %inner.name, owner = peer.name(), error = %e, "set: the owner did not store the value");
+                    tracing::warn!(group = %inner.name, owner = peer.name(), error = %escape(&e), "set: the owner did not store the value");
                     return Err(Error::Unreachable(e.to_string().into()));
                 }
             }
@@ -156,7 +156,7 @@ impl Group {
             }
         }
         written.unreachable.iter().for_each(|u| {
-            tracing::warn!(group = %inner.name, peer = %u.peer, reason = %u.reason, "purge did not reach a member");
+            tracing::warn!(group = %inner.name, peer = %u.peer, reason = %escape(&u.reason), "purge did not reach a member");
         });
         written
     }
@@ -249,7 +249,7 @@ impl Group {
             }
         }
         for u in &written.unreachable {
-            tracing::warn!(group = %inner.name, peer = %u.peer, reason = %u.reason, "remove did not reach a member");
+            tracing::warn!(group = %inner.name, peer = %u.peer, reason = %escape(&u.reason), "remove did not reach a member");
         }
         written
     }
@@ -287,12 +287,13 @@ impl Inner {
         Ok(())
     }
 
-    /// One write to a peer, with as long as a load would have.
+    /// One write to a peer, within the write timeout and the margin for the transport's own
+    /// answer (a transport that keeps the same deadline says first why it gave up).
     async fn send(
         &self,
         write: impl Future<Output = Result<(), LoadError>>,
     ) -> Result<(), LoadError> {
-        let wait = self.load_timeout + PEER_MARGIN;
+        let wait = self.write_timeout + PEER_MARGIN;
         tokio::time::timeout(wait, write).await.unwrap_or_else(|_| {
             Err(LoadError::unreachable(format_args!(
                 "no answer within {wait:?}"

@@ -11,6 +11,7 @@ use alo_group::{BoxFuture, Found, LoadError, PeerGetter, Stale};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, response};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body as _;
 use tokio::sync::oneshot;
 
 use crate::conns::{Conns, SendError};
@@ -33,7 +34,10 @@ use crate::{AUTH_HEADER, PeerSecrets, PoolOptions};
 ///   [`LoadError::Unreachable`], and the group loads the key itself. So is an answer outside the
 ///   protocol (another status, a body over the response limit).
 /// - No answer within the pool's timeout (the owner's load deadline plus a margin):
-///   [`LoadError::Timeout`].
+///   [`LoadError::Timeout`]. A head that announces a body over the response limit is refused
+///   at once, as a failure of the peer: the group loads the key itself.
+/// - Writes wait the pool's write timeout, count against the peer's health as gets do, and are
+///   not sent to a peer marked down: it is reported unreached at once.
 ///
 /// Keys asked for while others bound for the same peer and group wait to be sent go out
 /// together, as one batch get (see the crate README); each key's answer means what it would
@@ -54,7 +58,10 @@ struct Peer {
     url: String,
     base_path: String,
     conns: Conns,
+    /// How long a get waits for the owner's answer.
     timeout: Duration,
+    /// How long a write waits for the member's answer.
+    write_timeout: Duration,
     max_response_bytes: usize,
     health: Health,
     /// Signs every request when the cluster has secrets.
@@ -104,6 +111,7 @@ impl HttpGetter {
                 url,
                 base_path: options.base_path.clone(),
                 timeout: options.timeout,
+                write_timeout: options.write_timeout,
                 max_response_bytes: options.max_response_bytes,
                 secrets: options.secrets.clone(),
                 max_batch_keys: options.max_batch_keys,
@@ -164,17 +172,17 @@ impl HttpGetter {
     }
 
     /// One write: `method` on `path` with `body`, answered `204` when the peer applied it.
-    /// Sent whatever the peer's health: a write must reach a member, or report that it did not.
+    /// A peer marked down is not asked: it is reported unreached at once. A write that gets no
+    /// answer within the write timeout counts against the peer's health as a get does.
     async fn write(&self, method: Method, path: String, body: Bytes) -> Result<(), LoadError> {
         let peer = &self.inner;
-        let answer = tokio::time::timeout(
-            peer.timeout,
-            peer.exchange(method, path, body, peer.max_response_bytes),
-        )
-        .await;
-        match answer {
-            Ok(Ok((parts, _))) if parts.status == StatusCode::NO_CONTENT => Ok(()),
-            Ok(Ok((parts, body))) => {
+        if peer.health.is_down() {
+            return Err(LoadError::unreachable(format_args!("{} is down", peer.url)));
+        }
+        let (timeout, limit) = (peer.write_timeout, peer.max_response_bytes);
+        match Peer::ask(peer, method, path, body, limit, timeout).await {
+            Ok((parts, _)) if parts.status == StatusCode::NO_CONTENT => Ok(()),
+            Ok((parts, body)) => {
                 let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
                 Err(LoadError::unreachable(format_args!(
                     "{} answered {}: {}",
@@ -183,11 +191,11 @@ impl HttpGetter {
                     text.trim_end()
                 )))
             }
-            Ok(Err(no_answer)) => Err(LoadError::unreachable(no_answer.reason)),
-            Err(_) => Err(LoadError::unreachable(format_args!(
-                "{}: no answer within {:?}",
-                peer.url, peer.timeout
+            Err(LoadError::Timeout) => Err(LoadError::unreachable(format_args!(
+                "{}: no answer within {timeout:?}",
+                peer.url
             ))),
+            Err(e) => Err(e),
         }
     }
 }
@@ -197,7 +205,8 @@ impl Peer {
     async fn get_alone(peer: &Arc<Peer>, group: &str, key: &[u8]) -> Result<Found, LoadError> {
         let path = protocol::path(&peer.base_path, group, key);
         let limit = peer.max_response_bytes;
-        let (parts, body) = Peer::ask(peer, Method::GET, path, Bytes::new(), limit).await?;
+        let (parts, body) =
+            Peer::ask(peer, Method::GET, path, Bytes::new(), limit, peer.timeout).await?;
         peer.interpret(parts.status, token(&parts), body)
     }
 
@@ -267,7 +276,7 @@ impl Peer {
         // Each value within the limit of one, plus its frame's head.
         let limit = (peer.max_response_bytes.saturating_add(64)).saturating_mul(keys.len());
         let body = protocol::encode_keys(&keys);
-        let answered = Peer::ask(peer, Method::POST, path, body, limit).await;
+        let answered = Peer::ask(peer, Method::POST, path, body, limit, peer.timeout).await;
         let every = |e: LoadError| {
             waiters
                 .iter()
@@ -311,7 +320,7 @@ impl Peer {
         }
     }
 
-    /// One request, within the timeout, given up when the peer is marked down meanwhile, and
+    /// One request, within `timeout`, given up when the peer is marked down meanwhile, and
     /// counted for the peer's health. `Unreachable` or `Timeout` when no answer came.
     async fn ask(
         peer: &Arc<Peer>,
@@ -319,10 +328,11 @@ impl Peer {
         path: String,
         body: Bytes,
         limit: usize,
+        timeout: Duration,
     ) -> Result<(response::Parts, Bytes), LoadError> {
         let health = &peer.health;
         let exchange = peer.exchange(method, path, body, limit);
-        let mut exchange = pin!(tokio::time::timeout(peer.timeout, exchange));
+        let mut exchange = pin!(tokio::time::timeout(timeout, exchange));
         let mut went_down = pin!(health.went_down());
         let answer = loop {
             tokio::select! {
@@ -351,7 +361,7 @@ impl Peer {
                 Err(LoadError::unreachable(no_answer.reason))
             }
             Err(_) => {
-                let why = format!("{}: no answer within {:?}", peer.url, peer.timeout);
+                let why = format!("{}: no answer within {timeout:?}", peer.url);
                 Peer::failed(peer, &why);
                 Err(LoadError::Timeout)
             }
@@ -377,6 +387,18 @@ impl Peer {
             no_answer(format!("{}: {why}", self.url), fault)
         })?;
         let (parts, body) = response.into_parts();
+        // A head that announces more than the limit is outside the protocol: refused at once,
+        // without waiting for a body that may never come, and the connection dropped.
+        let announced = body.size_hint().lower();
+        if announced > limit as u64 {
+            return Err(no_answer(
+                format!(
+                    "{}: the answer announces {announced} bytes, over the limit of {limit}",
+                    self.url
+                ),
+                true,
+            ));
+        }
         let body = Limited::new(body, limit)
             .collect()
             .await

@@ -54,7 +54,7 @@ mod pool;
 mod protocol;
 mod server;
 
-pub use auth::{AUTH_HEADER, PeerSecrets, REPLAY_WINDOW};
+pub use auth::{AUTH_HEADER, PeerSecrets, REPLAY_WINDOW, WRITES_REMEMBERED};
 pub use client::HttpGetter;
 pub use conn::serve_with;
 pub use error::Error;

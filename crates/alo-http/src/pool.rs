@@ -24,6 +24,7 @@ pub const DEFAULT_MAX_BATCH_KEYS: usize = 64;
 pub struct PoolOptions {
     pub(crate) base_path: String,
     pub(crate) timeout: Duration,
+    pub(crate) write_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) max_response_bytes: usize,
     replicas: usize,
@@ -37,6 +38,7 @@ impl Default for PoolOptions {
         PoolOptions {
             base_path: DEFAULT_BASE_PATH.to_string(),
             timeout: alo_group::DEFAULT_LOAD_TIMEOUT + alo_group::PEER_MARGIN / 2,
+            write_timeout: alo_group::DEFAULT_WRITE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_response_bytes: alo_group::DEFAULT_MAX_VALUE_BYTES,
             replicas: alo_hashring::DEFAULT_REPLICAS,
@@ -68,6 +70,16 @@ impl PoolOptions {
     /// which the group stops waiting. A hung peer is found out sooner, by probes.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long a write (a set, a remove, a purge) waits for a member's answer (default
+    /// `alo_group::DEFAULT_WRITE_TIMEOUT`, 2 s; keep it at most the groups' write timeout). A
+    /// member applies a write in memory, so one that does not answer in this time is counted
+    /// as failing, as a get without an answer is, and reported unreached; a member marked down
+    /// is reported unreached without being asked.
+    pub fn write_timeout(mut self, write_timeout: Duration) -> Self {
+        self.write_timeout = write_timeout;
         self
     }
 
@@ -325,6 +337,16 @@ fn normalize(url: &str) -> Result<String, Error> {
         return Err(invalid("a node URL has no user information"));
     }
     let host = authority.host().to_ascii_lowercase();
-    let port = authority.port_u16().unwrap_or(80);
+    // After the host, nothing or `:` and a port of 1-65535: never a default in place of a
+    // port that does not parse.
+    let port = match &authority.as_str()[authority.host().len()..] {
+        "" => 80,
+        given => given
+            .strip_prefix(':')
+            .filter(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|digits| digits.parse::<u16>().ok())
+            .filter(|&port| port != 0)
+            .ok_or_else(|| invalid("the port must be a number from 1 to 65535"))?,
+    };
     Ok(format!("http://{host}:{port}"))
 }

@@ -4,12 +4,13 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use alo_group::{Error as GroupError, Found, Group, Groups, Written};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header, request};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
@@ -18,8 +19,8 @@ use crate::protocol::{
     self, BATCH_QUERY, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PENDING,
     PathError, STALE_HEADER, TOO_LARGE, TTL_HEADER, Token, UNAUTHORIZED, UNKNOWN_GROUP,
 };
-use crate::{AUTH_HEADER, PeerSecrets};
-use crate::{DEFAULT_BASE_PATH, Error};
+use crate::auth::{Proven, Refused};
+use crate::{AUTH_HEADER, DEFAULT_BASE_PATH, DEFAULT_MAX_BATCH_KEYS, Error, PeerSecrets};
 
 /// The longest key a server accepts by default, in bytes (as memcached).
 pub const DEFAULT_MAX_KEY_BYTES: usize = 250;
@@ -31,6 +32,7 @@ pub struct ServerOptions {
     base_path: String,
     max_key_bytes: usize,
     max_body_bytes: usize,
+    max_batch_keys: usize,
     pub(crate) limits: Limits,
     /// When set, [`serve`] answers only requests that prove one of them.
     secrets: Option<PeerSecrets>,
@@ -42,6 +44,7 @@ impl Default for ServerOptions {
             base_path: DEFAULT_BASE_PATH.to_string(),
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_body_bytes: alo_group::DEFAULT_MAX_VALUE_BYTES,
+            max_batch_keys: DEFAULT_MAX_BATCH_KEYS,
             limits: Limits::default(),
             secrets: None,
         }
@@ -60,7 +63,9 @@ impl ServerOptions {
 
     /// The cluster's secrets: [`serve`] then answers a peer's request only when it carries a
     /// valid proof (see [`PeerSecrets`]), and `401` with `x-alo-error: unauthorized` otherwise,
-    /// before any group is asked. Give the pool the same secrets (`PoolOptions::secrets`).
+    /// before any group is asked. The proof is checked from the request's head: a request
+    /// without a valid one is answered and its connection closed before a byte of its body is
+    /// read. Give the pool the same secrets (`PoolOptions::secrets`).
     pub fn peer_secrets(mut self, secrets: PeerSecrets) -> Self {
         self.secrets = Some(secrets);
         self
@@ -78,6 +83,23 @@ impl ServerOptions {
     pub fn max_body_bytes(mut self, max_body_bytes: usize) -> Self {
         self.max_body_bytes = max_body_bytes;
         self
+    }
+
+    /// The most keys of a batch get answered (default 64, the pool's default batch, at least 1).
+    /// Keys past it are answered `202`, "ask for it alone", without a lookup; a batch body longer
+    /// than this many keys of the longest length could be (`max_batch_keys` × (3 ×
+    /// `max_key_bytes` + 1) bytes, 48,064 by default) gets 413 before it is read. So one request
+    /// starts at most this many loads.
+    pub fn max_batch_keys(mut self, max_batch_keys: usize) -> Self {
+        self.max_batch_keys = max_batch_keys.max(1);
+        self
+    }
+
+    /// The largest body of a batch get: its most keys, each of the longest length encoded
+    /// (three bytes a byte) and its line break.
+    fn max_batch_body_bytes(&self) -> usize {
+        let per_key = self.max_key_bytes.saturating_mul(3).saturating_add(1);
+        self.max_batch_keys.saturating_mul(per_key)
     }
 
     /// The most connections open at once (default 10,000). At the limit, new clients wait in
@@ -182,22 +204,30 @@ pub async fn serve(
             if !is_write(req.method()) && !is_read(req.method()) {
                 return not_allowed();
             }
+            // From the head alone: nothing unproven is read, let alone buffered.
+            let proven = match prove_head(options, req.method(), req.uri(), req.headers()) {
+                Ok(proven) => proven,
+                Err(refused) => return unauthorized(refused),
+            };
             if is_read(req.method()) {
-                // Reads carry no body: the proof's digest is of nothing.
-                if !proven(options, req.method(), req.uri(), req.headers(), b"") {
-                    return unauthorized();
-                }
                 return respond(req, groups, options, Asker::Peer).await;
             }
             let (parts, body) = req.into_parts();
-            let body = match read_body(body, options).await {
+            let batch_get = parts.method == Method::POST && parts.uri.query() == Some(BATCH_QUERY);
+            let limit = match batch_get {
+                true => options.max_batch_body_bytes(),
+                false => options.max_body_bytes,
+            };
+            let body = match read_body(body, limit, options).await {
                 Ok(body) => body,
                 Err(resp) => return resp,
             };
-            if !proven(options, &parts.method, &parts.uri, &parts.headers, &body) {
-                return unauthorized();
+            if let (Some(secrets), Some(proven)) = (&options.secrets, proven) {
+                if let Err(refused) = secrets.check_body(&proven, &body, SystemTime::now()) {
+                    return unauthorized(refused);
+                }
             }
-            if parts.method == Method::POST && parts.uri.query() == Some(BATCH_QUERY) {
+            if batch_get {
                 return batch(&parts, &body, groups, options);
             }
             write(&parts, body, groups, options, Asker::Peer).await
@@ -206,34 +236,39 @@ pub async fn serve(
     serve_with(listener, options, handler, shutdown).await
 }
 
-/// Whether a request proves one of the node's peer secrets, or the node has none.
-fn proven(
+/// The proof of a request, checked from its head: `Ok(None)` when the node has no secrets.
+fn prove_head(
     options: &ServerOptions,
     method: &Method,
     uri: &http::Uri,
     headers: &HeaderMap,
-    body: &[u8],
-) -> bool {
+) -> Result<Option<Proven>, Refused> {
     let Some(secrets) = &options.secrets else {
-        return true;
+        return Ok(None);
     };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let proof = headers.get(AUTH_HEADER).map(|v| v.as_bytes());
-    secrets.verify(
-        method.as_str(),
-        path,
-        body,
-        proof,
-        std::time::SystemTime::now(),
-    )
+    secrets
+        .check_head(method.as_str(), path, proof, SystemTime::now())
+        .map(Some)
 }
 
-fn unauthorized() -> Response<Full<Bytes>> {
-    coded(
+/// `401`, and the connection closed: its body, if any, is never read.
+fn unauthorized(refused: Refused) -> Response<Full<Bytes>> {
+    tracing::debug!(reason = %refused, "refused a peer request");
+    closing(coded(
         StatusCode::UNAUTHORIZED,
         UNAUTHORIZED,
         "peer authentication failed",
-    )
+    ))
+}
+
+/// `resp` with `connection: close`: hyper closes the connection once it is written, without
+/// reading what the client still sends.
+fn closing(mut resp: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 fn is_read(method: &Method) -> bool {
@@ -244,13 +279,24 @@ fn is_write(method: &Method) -> bool {
     matches!(*method, Method::PUT | Method::DELETE | Method::POST)
 }
 
-/// A request's whole body, within the body limit and the header read timeout (a body sent a
-/// byte at a time must not hold the connection longer than a head may).
+/// A request's whole body, of at most `limit` bytes, within the header read timeout (a body
+/// sent a byte at a time must not hold the connection longer than a head may). A body that
+/// announces more than the limit is refused before a byte of it is read.
 async fn read_body(
     body: Incoming,
+    limit: usize,
     options: &ServerOptions,
 ) -> Result<Bytes, Response<Full<Bytes>>> {
-    let limit = options.max_body_bytes;
+    let too_large = || {
+        closing(coded(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            TOO_LARGE,
+            "the body is larger than the node accepts",
+        ))
+    };
+    if body.size_hint().lower() > limit as u64 {
+        return Err(too_large());
+    }
     let read = Limited::new(body, limit).collect();
     match tokio::time::timeout(options.limits.header_read_timeout, read).await {
         Ok(Ok(body)) => Ok(body.to_bytes()),
@@ -258,11 +304,7 @@ async fn read_body(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(coded(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                TOO_LARGE,
-                "the body is larger than the node accepts",
-            ))
+            Err(too_large())
         }
         Ok(Err(_)) => Err(text(
             StatusCode::BAD_REQUEST,
@@ -290,7 +332,7 @@ pub async fn respond_write(
     asker: Asker,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    match read_body(body, options).await {
+    match read_body(body, options.max_body_bytes, options).await {
         Ok(body) => write(&parts, body, groups, options, asker).await,
         Err(resp) => resp,
     }
@@ -567,7 +609,9 @@ fn failure(e: GroupError) -> Failure {
 /// Answers a peer's batch get, `POST {base}{group}?get` with one percent-encoded key per line:
 /// `200` with one frame per key, in the order asked (see the crate README). A key that is not
 /// answered at once, because this node must load it, is answered `202` and starts loading:
-/// the asker then asks for it alone and joins that load. So a slow key holds up no other.
+/// the asker then asks for it alone and joins that load. So a slow key holds up no other. The
+/// keys past the first `max_batch_keys` are answered `202` without a lookup: one batch starts
+/// at most that many loads.
 fn batch(
     parts: &request::Parts,
     body: &[u8],
@@ -592,7 +636,8 @@ fn batch(
     };
     let mut frames = Vec::new();
     let mut now = Context::from_waker(Waker::noop());
-    for key in &keys {
+    let (answered, excess) = keys.split_at(keys.len().min(options.max_batch_keys));
+    for key in answered {
         // Polled once: a hit is answered at once; a miss starts its load, which belongs to the
         // group and goes on when this lookup is dropped.
         match pin!(group.lookup_local(key)).poll(&mut now) {
@@ -612,6 +657,9 @@ fn batch(
             }
             Poll::Pending => protocol::push_frame(&mut frames, PENDING, Token::None, b""),
         }
+    }
+    for _ in excess {
+        protocol::push_frame(&mut frames, PENDING, Token::None, b"");
     }
     let mut resp = Response::new(Full::new(Bytes::from(frames)));
     resp.headers_mut().insert(

@@ -4,6 +4,7 @@ mod context;
 mod expiry;
 mod fakes;
 mod lifetime;
+mod limits;
 mod local;
 mod net;
 mod peers;
