@@ -274,7 +274,9 @@ fn parse(value: &[u8]) -> Option<(Fields<'_>, &str)> {
     let mut field = |name: &str| fields.next()?.strip_prefix(name);
     let t = field("t=")?.parse().ok()?;
     let from = field("from=")?;
-    let from = u64::from_str_radix(from, 16).ok().filter(|_| from.len() == 16)?;
+    let from = u64::from_str_radix(from, 16)
+        .ok()
+        .filter(|_| from.len() == 16)?;
     let n = field("n=")?.parse().ok()?;
     let digest = field("body=")?;
     let sig = field("sig=")?;
@@ -389,14 +391,23 @@ mod tests {
             ok("GET", "/_alo/g/other", b"", now),
             Err(Refused::BadSignature)
         );
-        assert_eq!(ok("HEAD", "/_alo/g/k", b"", now), Err(Refused::BadSignature));
+        assert_eq!(
+            ok("HEAD", "/_alo/g/k", b"", now),
+            Err(Refused::BadSignature)
+        );
         let late = now + Duration::from_secs(31);
-        assert_eq!(ok("GET", "/_alo/g/k", b"", late), Err(Refused::OutsideWindow));
+        assert_eq!(
+            ok("GET", "/_alo/g/k", b"", late),
+            Err(Refused::OutsideWindow)
+        );
         assert_eq!(
             ok("GET", "/_alo/g/k", b"", now + Duration::from_secs(29)),
             Ok(())
         );
-        assert_eq!(ok("GET", "/_alo/g/k", b"x", now), Err(Refused::BodyMismatch));
+        assert_eq!(
+            ok("GET", "/_alo/g/k", b"x", now),
+            Err(Refused::BodyMismatch)
+        );
         assert_eq!(
             verify(&secrets, ("GET", "/_alo/g/k", b""), None, now),
             Err(Refused::Missing)
@@ -457,10 +468,7 @@ mod tests {
             .check_head("DELETE", "/_alo/g", Some(proof.as_bytes()), now)
             .expect("not applied yet");
         assert_eq!(secrets.check_body(&proven, b"", now), Ok(()));
-        assert_eq!(
-            secrets.check_body(&again, b"", now),
-            Err(Refused::Replayed)
-        );
+        assert_eq!(secrets.check_body(&again, b"", now), Err(Refused::Replayed));
         assert_eq!(
             secrets
                 .check_head("DELETE", "/_alo/g", Some(proof.as_bytes()), now)
@@ -496,7 +504,10 @@ mod tests {
         let w = WRITES_REMEMBERED;
         assert!(seen.insert(100 * w));
         assert!(seen.insert(100 * w - 2), "late, not seen");
-        assert!(seen.insert(101 * w - 1), "the top moves on by less than the window");
+        assert!(
+            seen.insert(101 * w - 1),
+            "the top moves on by less than the window"
+        );
         assert!(
             seen.insert(101 * w - 2),
             "a bit set for an older number does not pass for this one"

@@ -14,12 +14,12 @@ use hyper::body::Body as _;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
+use crate::auth::{Proven, Refused};
 use crate::conn::{Limits, serve_with};
 use crate::protocol::{
     self, BATCH_QUERY, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PENDING,
     PathError, STALE_HEADER, TOO_LARGE, TTL_HEADER, Token, UNAUTHORIZED, UNKNOWN_GROUP,
 };
-use crate::auth::{Proven, Refused};
 use crate::{AUTH_HEADER, DEFAULT_BASE_PATH, DEFAULT_MAX_BATCH_KEYS, Error, PeerSecrets};
 
 /// The longest key a server accepts by default, in bytes (as memcached).
@@ -222,10 +222,10 @@ pub async fn serve(
                 Ok(body) => body,
                 Err(resp) => return resp,
             };
-            if let (Some(secrets), Some(proven)) = (&options.secrets, proven) {
-                if let Err(refused) = secrets.check_body(&proven, &body, SystemTime::now()) {
-                    return unauthorized(refused);
-                }
+            if let (Some(secrets), Some(proven)) = (&options.secrets, proven)
+                && let Err(refused) = secrets.check_body(&proven, &body, SystemTime::now())
+            {
+                return unauthorized(refused);
             }
             if batch_get {
                 return batch(&parts, &body, groups, options);

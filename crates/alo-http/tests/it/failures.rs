@@ -2,7 +2,7 @@
 //! hangs with its connections open.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use alo_group::{Error, Groups, getter_fn};
@@ -109,8 +109,10 @@ async fn a_peer_hanging_up_does_not_cancel_the_owners_load() {
 }
 
 /// A peer that accepts connections and never answers, until told to serve.
-struct Hung {
-    url: String,
+pub(crate) struct Hung {
+    pub(crate) url: String,
+    /// Connections it has accepted.
+    pub(crate) accepted: Arc<AtomicUsize>,
     serve: Option<oneshot::Sender<()>>,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -123,17 +125,22 @@ impl Hung {
         }
     }
 
-    async fn start() -> Hung {
+    pub(crate) async fn start() -> Hung {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("bound"));
         let (serve_tx, mut serve_rx) = oneshot::channel::<()>();
         let (stop, stopped) = oneshot::channel::<()>();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&accepted);
         tokio::spawn(async move {
             let mut held = Vec::new();
             loop {
                 tokio::select! {
                     accepted = listener.accept() => match accepted {
-                        Ok((conn, _)) => held.push(conn),
+                        Ok((conn, _)) => {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            held.push(conn);
+                        }
                         Err(_) => return,
                     },
                     _ = &mut serve_rx => break,
@@ -148,6 +155,7 @@ impl Hung {
         });
         Hung {
             url,
+            accepted,
             serve: Some(serve_tx),
             stop: Some(stop),
         }

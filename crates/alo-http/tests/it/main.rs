@@ -4,6 +4,7 @@ mod auth;
 mod batch;
 mod cluster;
 mod failures;
+mod hostile;
 mod limits;
 mod node;
 mod protocol;

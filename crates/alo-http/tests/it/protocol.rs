@@ -200,3 +200,32 @@ fn bad_urls_and_base_paths_are_refused() {
     assert!(ServerOptions::default().base_path("no-slash").is_err());
     assert!(PoolOptions::default().base_path("/x/").is_ok());
 }
+
+#[test]
+fn a_port_that_does_not_parse_is_refused_never_replaced_by_80() {
+    use alo_http::{Error, HttpPool, PoolOptions};
+    for url in [
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:65536",
+        "http://127.0.0.1:0",
+        "http://127.0.0.1:",
+        "http://[::1]:99999",
+    ] {
+        let err = HttpPool::new(url, PoolOptions::default()).expect_err(url);
+        assert!(
+            matches!(&err, Error::InvalidUrl { reason, .. } if reason.contains("1 to 65535")),
+            "{url}: {err}"
+        );
+    }
+    let pool = HttpPool::new("http://127.0.0.1:8001", PoolOptions::default()).expect("valid");
+    let err = pool
+        .set_peers(["http://127.0.0.1:8001", "http://127.0.0.1:99999"])
+        .expect_err("a bad port");
+    assert!(err.to_string().contains("99999"), "{err}");
+    assert_eq!(pool.peers(), ["http://127.0.0.1:8001"], "the list refused");
+    // A port left out is HTTP's own; the highest port is a port.
+    let pool = HttpPool::new("http://Example.test", PoolOptions::default()).expect("valid");
+    assert_eq!(pool.self_url(), "http://example.test:80");
+    let pool = HttpPool::new("http://[::1]:65535/", PoolOptions::default()).expect("valid");
+    assert_eq!(pool.self_url(), "http://[::1]:65535");
+}
