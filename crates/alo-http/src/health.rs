@@ -139,7 +139,7 @@ impl Health {
         }
         self.went_down.notify_waiters();
         self.marked_down.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(peer = %self.peer, %reason, failures = self.options.failures, "peer marked down; its keys load locally until a probe answers");
+        tracing::warn!(peer = %self.peer, reason = %alo_group::escape(reason), failures = self.options.failures, "peer marked down; its keys load locally until a probe answers");
         Change::WentDown
     }
 

@@ -112,7 +112,7 @@ impl Api {
             .map(|g| (escape(g.name()), g.stats()))
             .collect();
         let mut out = String::new();
-        let counters: [Metric<GroupStats>; 18] = [
+        let counters: [Metric<GroupStats>; 21] = [
             ("gets_total", "counter", "Gets received.", |s| s.gets),
             // Not `cache_hits_total`: that family is the caches' own, by cache.
             (
@@ -210,6 +210,24 @@ impl Api {
                 "counter",
                 "Gets answered with an expired value under a stale window.",
                 |s| s.stale_serves,
+            ),
+            (
+                "origin_loads_running",
+                "gauge",
+                "Origin loads running now (at most --origin-max-concurrency).",
+                |s| s.loads_running,
+            ),
+            (
+                "origin_loads_waiting",
+                "gauge",
+                "Loads waiting now for a turn at the origin.",
+                |s| s.loads_waiting,
+            ),
+            (
+                "origin_load_waits_total",
+                "counter",
+                "Loads that waited for a turn at the origin.",
+                |s| s.load_waits,
             ),
         ];
         for (name, kind, help, value) in counters {

@@ -67,6 +67,10 @@ pub struct Config {
     /// origin is given).
     #[arg(long, env = "ALO_DEMO_DELAY_MS", default_value_t = 50)]
     pub demo_delay_ms: u64,
+    /// The most loads each origin serves at once (each group's getter calls); more wait their
+    /// turn within their load deadline. It bounds the connections to an HTTP origin too.
+    #[arg(long, env = "ALO_ORIGIN_MAX_CONCURRENCY", default_value_t = 64, value_parser = positive_usize)]
+    pub origin_max_concurrency: usize,
     /// How long one request to an HTTP origin may take, in milliseconds.
     #[arg(long, env = "ALO_ORIGIN_TIMEOUT_MS", default_value_t = 10_000, value_parser = positive)]
     pub origin_timeout_ms: u64,
@@ -79,9 +83,15 @@ pub struct Config {
     #[arg(long, env = "ALO_PEER_CONNECT_TIMEOUT_MS", default_value_t = 250, value_parser = positive)]
     pub peer_connect_timeout_ms: u64,
     /// The most keys one request to a peer may ask for: keys bound for the same peer at the
-    /// same moment travel together (a batch get). 1 sends every key alone.
+    /// same moment travel together (a batch get). 1 sends every key alone. Also the most keys
+    /// of a peer's batch this node looks up; the rest it answers "ask for it alone".
     #[arg(long, env = "ALO_PEER_MAX_BATCH_KEYS", default_value_t = 64, value_parser = positive)]
     pub peer_max_batch_keys: u64,
+    /// How long a write (set, remove, purge) waits for each other member, in milliseconds. A
+    /// member that does not answer in time is reported unreached and counted against its
+    /// health; a member marked down is not asked.
+    #[arg(long, env = "ALO_PEER_WRITE_TIMEOUT_MS", default_value_t = 2_000, value_parser = positive)]
+    pub peer_write_timeout_ms: u64,
     /// The largest value, e.g. `16MiB`: the most an origin may return and a peer may send, and
     /// the largest value cached (when the cache is that large). Larger origin bodies are 502.
     #[arg(long, env = "ALO_MAX_VALUE_BYTES", default_value = "16MiB", value_parser = parse_bytes)]

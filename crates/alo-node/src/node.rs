@@ -73,10 +73,13 @@ pub async fn run(
     }
     // The owner has the load timeout; its answer gets half the group's margin to arrive, so
     // the pool gives up (and tells why) just before the group stops waiting.
+    let write_timeout = Duration::from_millis(config.peer_write_timeout_ms);
+    let max_batch_keys = usize::try_from(config.peer_max_batch_keys).unwrap_or(usize::MAX);
     let mut pool_options = PoolOptions::default()
         .timeout(load_timeout + PEER_MARGIN / 2)
+        .write_timeout(write_timeout)
         .connect_timeout(Duration::from_millis(config.peer_connect_timeout_ms))
-        .max_batch_keys(usize::try_from(config.peer_max_batch_keys).unwrap_or(usize::MAX))
+        .max_batch_keys(max_batch_keys)
         .max_response_bytes(config.max_value_bytes);
     let secrets = match &config.peer_secret_file {
         Some(file) => {
@@ -108,6 +111,8 @@ pub async fn run(
             .max_bytes(config.cache_bytes)
             .max_value_bytes(config.max_value_bytes)
             .load_timeout(load_timeout)
+            .write_timeout(write_timeout)
+            .max_concurrent_loads(config.origin_max_concurrency)
             .not_found_ttl(ms(config.not_found_ttl_ms))
             .stale_if_error(ms(config.stale_if_error_ms))
             .stale_while_revalidate(ms(config.stale_while_revalidate_ms))
@@ -121,7 +126,13 @@ pub async fn run(
     };
     let mut names = Vec::new();
     if let Some(url) = &config.origin_url {
-        let origin = UrlOrigin::new(url, origin_timeout, config.max_value_bytes)?;
+        let max_bytes = config.max_value_bytes;
+        let origin = UrlOrigin::new(
+            url,
+            origin_timeout,
+            max_bytes,
+            config.origin_max_concurrency,
+        )?;
         names.push(add("web", Box::new(origin))?);
     }
     if let Some(dir) = &config.origin_dir {
@@ -155,9 +166,10 @@ pub async fn run(
         options: api_options.clone(),
         allow_writes: config.allow_writes,
     };
+    let peer_options = limits.max_batch_keys(max_batch_keys);
     let peer_options = match secrets {
-        Some(secrets) => limits.peer_secrets(secrets),
-        None => limits,
+        Some(secrets) => peer_options.peer_secrets(secrets),
+        None => peer_options,
     };
     let peers = serve(
         peer_listener,

@@ -4,7 +4,9 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use alo_group::{BoxFuture, Getter, LoadContext, LoadError, Loaded};
+use std::os::unix::ffi::OsStrExt as _;
+
+use alo_group::{BoxFuture, Getter, LoadContext, LoadError, Loaded, escape_bytes};
 use bytes::Bytes;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
@@ -37,10 +39,10 @@ impl Getter for DemoOrigin {
     fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
         Box::pin(async move {
             let key = ctx.key().clone();
-            tracing::info!(key = %String::from_utf8_lossy(&key), "demo origin load started");
+            tracing::info!(key = %escape_bytes(&key), "demo origin load started");
             tokio::time::sleep(self.delay).await;
             let found = DEMO.iter().find(|(k, _)| k.as_bytes() == &key[..]);
-            tracing::info!(key = %String::from_utf8_lossy(&key), found = found.is_some(), "demo origin load");
+            tracing::info!(key = %escape_bytes(&key), found = found.is_some(), "demo origin load");
             found
                 .map(|(_, v)| Loaded::new(Bytes::from_static(v.as_bytes())))
                 .ok_or(LoadError::NotFound)
@@ -68,15 +70,29 @@ pub struct UrlOrigin {
 
 impl UrlOrigin {
     /// An origin at `base` (`http://host[:port][/path]`), whose requests take at most `timeout`
-    /// and whose bodies hold at most `max_bytes`.
+    /// and whose bodies hold at most `max_bytes`, over at most `max_connections` idle
+    /// connections (the group's turns bound those in use).
     ///
     /// # Errors
-    /// When `base` is not an `http://` URL, or has a query or a fragment.
-    pub fn new(base: &str, timeout: Duration, max_bytes: usize) -> anyhow::Result<Self> {
+    /// When `base` is not an `http://` URL, has a port that is not 1-65535, or has a query or
+    /// a fragment.
+    pub fn new(
+        base: &str,
+        timeout: Duration,
+        max_bytes: usize,
+        max_connections: usize,
+    ) -> anyhow::Result<Self> {
         let uri: http::Uri = base.parse()?;
+        let authority = uri.authority().filter(|_| uri.scheme_str() == Some("http"));
+        let Some(authority) = authority else {
+            anyhow::bail!("--origin-url must be an http:// URL with a host, not {base:?}");
+        };
+        // `http::Uri` reads a port it cannot parse as none, which a client takes for 80.
+        let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+        let port = &host_port[authority.host().len().min(host_port.len())..];
         anyhow::ensure!(
-            uri.scheme_str() == Some("http") && uri.authority().is_some(),
-            "--origin-url must be an http:// URL with a host, not {base:?}"
+            port.is_empty() || authority.port_u16().is_some_and(|p| p != 0),
+            "--origin-url has a port that is not 1-65535: {base:?}"
         );
         // Checked on the text: `http::Uri` drops a fragment without a word. A key is appended
         // to the path, which ends where a query or a fragment begins.
@@ -86,7 +102,9 @@ impl UrlOrigin {
         );
         Ok(UrlOrigin {
             base: base.trim_end_matches('/').to_string(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(max_connections)
+                .build_http(),
             timeout,
             max_bytes,
         })
@@ -218,7 +236,8 @@ impl DirOrigin {
             Ok(Err(e)) => Err(open_error(&e, &path)),
             Err(e) => Err(e),
         };
-        tracing::info!(path = %path.display(), ok = result.is_ok(), elapsed = ?started.elapsed(), "origin load");
+        let shown = escape_bytes(path.as_os_str().as_bytes());
+        tracing::info!(path = %shown, ok = result.is_ok(), elapsed = ?started.elapsed(), "origin load");
         result
     }
 

@@ -57,7 +57,8 @@ async fn values_fetched_over_http_hold_only_their_own_bytes() {
     // The URL origin. The test keeps the origin (and its connections) alive, so dropping the
     // group frees only what the group holds.
     let origin = Arc::new(
-        UrlOrigin::new(&origin_url, std::time::Duration::from_secs(10), 1 << 20).expect("valid"),
+        UrlOrigin::new(&origin_url, std::time::Duration::from_secs(10), 1 << 20, 64)
+            .expect("valid"),
     );
     let web = Group::builder("web", origin.clone())
         .build()

@@ -10,6 +10,7 @@ mod process;
 mod cluster;
 mod dns_members;
 mod examples;
+mod hostile;
 mod membership;
 mod origin_safety;
 mod origins;

@@ -18,6 +18,20 @@ async fn a_node_that_is_not_among_its_members_does_not_start() {
 }
 
 #[tokio::test]
+async fn a_member_url_whose_port_does_not_parse_is_refused_not_made_80() {
+    let listeners = bind().await;
+    let me = url_of(&listeners);
+    let peers = format!("{me},http://127.0.0.1:99999");
+    let error = refused_on(listeners, &["--peers", &peers]).await;
+    assert!(error.contains("http://127.0.0.1:99999"), "{error}");
+    assert!(error.contains("1 to 65535"), "{error}");
+    let error = refused(&["--self-url", "http://127.0.0.1:99999"]).await;
+    assert!(error.contains("1 to 65535"), "{error}");
+    let error = refused(&["--origin-url", "http://127.0.0.1:99999/x"]).await;
+    assert!(error.contains("1-65535"), "{error}");
+}
+
+#[tokio::test]
 async fn a_wildcard_address_is_no_self_url() {
     // (A wildcard --listen without --self-url is refused too: a unit test of `self_url`
     // checks it without binding a wildcard address.)
@@ -84,12 +98,15 @@ async fn an_empty_peers_file_is_refused_at_start_and_on_reload() {
     let logs = Logs::capture();
     let node = Node::start_on(listeners, &["--peers-file", &path]);
     assert_eq!(node.members().await.len(), 2);
-    // Emptied, half written, then leaving this node out: each refused, the view kept, and each
-    // logged, since a reload was asked for (the file is also read every second, unasked).
+    // Emptied, half written, then leaving this node out, then a port that does not parse:
+    // each refused, the view kept, and each logged, since a reload was asked for (the file is
+    // also read every second, unasked).
+    let bad_port = format!("{url}\nhttp://127.0.0.1:99999\n");
     for (text, says) in [
         ("", "does not end with a newline"),
         ("http://127.0.0.1:1", "does not end with a newline"),
         ("http://127.0.0.1:1\n", "is not among the members"),
+        (bad_port.as_str(), "1 to 65535"),
     ] {
         let (logged, failed) = (logs.lines_with(says).len(), failures(&node).await);
         std::fs::write(&file, text).expect("write");

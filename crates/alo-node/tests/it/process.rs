@@ -133,6 +133,14 @@ impl Process {
             .unwrap_or_else(|_| panic!("the node did not log {needle:?} within 30 s"));
     }
 
+    /// Every line of its log so far.
+    pub(crate) fn log(&self) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Sends SIGTERM.
     pub(crate) fn terminate(&self) {
         self.signal("-TERM");
