@@ -2,7 +2,8 @@
 
 use std::future::Future;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
@@ -196,18 +197,18 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future,
 ) -> Result<(), Error> {
-    let shared = Arc::new((groups, options.clone()));
+    let shared = Arc::new((groups, options.clone(), Refusals::default()));
     let handler = move |req: Request<Incoming>| {
         let shared = Arc::clone(&shared);
         async move {
-            let (groups, options) = &*shared;
+            let (groups, options, refusals) = &*shared;
             if !is_write(req.method()) && !is_read(req.method()) {
                 return not_allowed();
             }
             // From the head alone: nothing unproven is read, let alone buffered.
             let proven = match prove_head(options, req.method(), req.uri(), req.headers()) {
                 Ok(proven) => proven,
-                Err(refused) => return unauthorized(refused),
+                Err(refused) => return refusals.unauthorized(refused),
             };
             if is_read(req.method()) {
                 return respond(req, groups, options, Asker::Peer).await;
@@ -225,7 +226,7 @@ pub async fn serve(
             if let (Some(secrets), Some(proven)) = (&options.secrets, proven)
                 && let Err(refused) = secrets.check_body(&proven, &body, SystemTime::now())
             {
-                return unauthorized(refused);
+                return refusals.unauthorized(refused);
             }
             if batch_get {
                 return batch(&parts, &body, groups, options);
@@ -253,14 +254,38 @@ fn prove_head(
         .map(Some)
 }
 
-/// `401`, and the connection closed: its body, if any, is never read.
-fn unauthorized(refused: Refused) -> Response<Full<Bytes>> {
-    tracing::debug!(reason = %refused, "refused a peer request");
-    closing(coded(
-        StatusCode::UNAUTHORIZED,
-        UNAUTHORIZED,
-        "peer authentication failed",
-    ))
+/// How often at most a server logs the requests it refused for their proof: a flood of forged
+/// requests must not flood the log, and one line a while says that someone without the secret
+/// (or a member with another) is knocking.
+const REFUSALS_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The requests refused for their proof since the last line about them.
+#[derive(Default)]
+struct Refusals {
+    unlogged: AtomicU64,
+    /// When the last line was written.
+    logged: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Refusals {
+    /// `401`, and the connection closed: its body, if any, is never read. Logged once per
+    /// [`REFUSALS_LOG_EVERY`], with the count and the last reason.
+    fn unauthorized(&self, refused: Refused) -> Response<Full<Bytes>> {
+        self.unlogged.fetch_add(1, Ordering::Relaxed);
+        let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = tokio::time::Instant::now();
+        if logged.is_none_or(|at| now.duration_since(at) >= REFUSALS_LOG_EVERY) {
+            *logged = Some(now);
+            let refused_requests = self.unlogged.swap(0, Ordering::Relaxed);
+            tracing::warn!(refused_requests, last_reason = %refused, "refused peer requests without a valid proof");
+        }
+        drop(logged);
+        closing(coded(
+            StatusCode::UNAUTHORIZED,
+            UNAUTHORIZED,
+            "peer authentication failed",
+        ))
+    }
 }
 
 /// `resp` with `connection: close`: hyper closes the connection once it is written, without
