@@ -117,15 +117,17 @@ pub(crate) fn decode_keys(body: &[u8]) -> Result<Vec<Bytes>, PathError> {
 /// remove has them.
 pub(crate) const BATCH_QUERY: &str = "get";
 
+/// Whether a request of `method` with `query` is a batch get.
+pub(crate) fn is_batch_get(method: &str, query: Option<&str>) -> bool {
+    method == "POST" && query == Some(BATCH_QUERY)
+}
+
 /// Whether a request of `method` to `path` (and query) changes what a node holds: a `PUT`, a
 /// `DELETE`, or a `POST` other than a batch get. Such a request must apply once (see
 /// `PeerSecrets`).
 pub(crate) fn changes_state(method: &str, path: &str) -> bool {
-    match method {
-        "GET" | "HEAD" => false,
-        "POST" => path.split_once('?').map(|(_, query)| query) != Some(BATCH_QUERY),
-        _ => true,
-    }
+    let query = path.split_once('?').map(|(_, query)| query);
+    !matches!(method, "GET" | "HEAD") && !is_batch_get(method, query)
 }
 
 /// The path and query of a batch get of `group`'s keys.

@@ -18,8 +18,8 @@ use tokio::net::TcpListener;
 use crate::auth::{Proven, Refused};
 use crate::conn::{Limits, serve_with};
 use crate::protocol::{
-    self, BATCH_QUERY, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PENDING,
-    PathError, STALE_HEADER, TOO_LARGE, TTL_HEADER, Token, UNAUTHORIZED, UNKNOWN_GROUP,
+    self, ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, PENDING, PathError,
+    STALE_HEADER, TOO_LARGE, TTL_HEADER, Token, UNAUTHORIZED, UNKNOWN_GROUP,
 };
 use crate::{AUTH_HEADER, DEFAULT_BASE_PATH, DEFAULT_MAX_BATCH_KEYS, Error, PeerSecrets};
 
@@ -214,7 +214,7 @@ pub async fn serve(
                 return respond(req, groups, options, Asker::Peer).await;
             }
             let (parts, body) = req.into_parts();
-            let batch_get = parts.method == Method::POST && parts.uri.query() == Some(BATCH_QUERY);
+            let batch_get = protocol::is_batch_get(parts.method.as_str(), parts.uri.query());
             let limit = match batch_get {
                 true => options.max_batch_body_bytes(),
                 false => options.max_body_bytes,
