@@ -7,9 +7,11 @@
 //! second, the ratio to the floor, p50/p99/p99.9 latency, CPU per request (from `/proc`, over
 //! the system's processes) and, for three nodes, the share of gets that hopped to a peer.
 //! `--quick` runs each scenario for a second, once, and fails on any error or wrong value; it
-//! checks that the benchmark works, never how fast anything is.
+//! checks that the benchmark works, never how fast anything is. `alo-bench hostile` runs the
+//! hostile peers and clients of the peer port instead (see `hostile.rs`).
 
 mod failures;
+mod hostile;
 mod load;
 mod procs;
 mod servers;
@@ -30,7 +32,7 @@ use crate::procs::Proc;
 #[command(name = "alo-bench", about, long_about = None)]
 struct Args {
     #[command(subcommand)]
-    serve: Option<Serve>,
+    command: Option<Command>,
     /// Each scenario once for a second, asserting no errors and no wrong values; writes nothing.
     #[arg(long)]
     quick: bool,
@@ -56,7 +58,10 @@ struct Args {
 }
 
 #[derive(Subcommand, Debug)]
-enum Serve {
+enum Command {
+    /// Hostile peers and clients against the peer port, each scenario on fresh nodes: prints a
+    /// table of what each measured against its target, and fails if one is missed.
+    Hostile,
     /// Run the floor server (used by the benchmark itself).
     #[command(hide = true)]
     Floor { listen: SocketAddr },
@@ -67,6 +72,9 @@ enum Serve {
         /// How long each answer waits.
         #[arg(long, default_value_t = 0)]
         delay_ms: u64,
+        /// Count the requests held at once, and answer `/_peak` with the most.
+        #[arg(long)]
+        count: bool,
     },
 }
 
@@ -132,21 +140,28 @@ struct Sample {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    match args.serve {
-        Some(Serve::Floor { listen }) => {
-            return servers::run(servers::Kind::Floor, listen, Duration::ZERO);
+    match args.command {
+        Some(Command::Floor { listen }) => {
+            return servers::run(servers::Kind::Floor, listen, Duration::ZERO, false);
         }
-        Some(Serve::Origin { listen, delay_ms }) => {
+        Some(Command::Origin {
+            listen,
+            delay_ms,
+            count,
+        }) => {
             let delay = Duration::from_millis(delay_ms);
-            return servers::run(servers::Kind::Origin, listen, delay);
+            return servers::run(servers::Kind::Origin, listen, delay, count);
         }
-        None => {}
+        Some(Command::Hostile) | None => {}
     }
     // The load generator on one thread, as `wrk -t1`: the rest of the machine is the servers'.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench(args))
+    match args.command {
+        Some(Command::Hostile) => runtime.block_on(hostile::run()),
+        _ => runtime.block_on(bench(args)),
+    }
 }
 
 async fn bench(mut args: Args) -> anyhow::Result<()> {
@@ -312,34 +327,15 @@ async fn nodes(
     origin: SocketAddr,
     budgets: &[&str],
 ) -> anyhow::Result<Vec<Proc>> {
-    let ports: Vec<u16> = budgets
-        .iter()
-        .map(|_| procs::free_port())
-        .collect::<Result<_, _>>()?;
-    let peers: Vec<String> = ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-    let mut started = Vec::new();
-    for (port, budget) in ports.iter().zip(budgets) {
-        let args: Vec<String> = [
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--api",
-            "127.0.0.1:0",
-            "--peers",
-            &peers.join(","),
-            "--origin-url",
-            &format!("http://{origin}"),
-            "--cache-bytes",
-            budget,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        started.push(Proc::start(node, &args, "alo-node: client API at ").await?);
-    }
-    Ok(started)
+    let args = |i: usize| {
+        let origin = format!("http://{origin}");
+        ["--origin-url", &origin, "--cache-bytes", budgets[i]]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let cluster = procs::cluster(node, budgets.len(), &[], args, procs::Log::Errors).await?;
+    Ok(cluster.nodes)
 }
 
 /// The median of `values`.

@@ -1,18 +1,19 @@
-//! The processes a scenario runs: started, found where they listen, measured in CPU time from
-//! `/proc`, and killed with the scenario.
+//! The processes a scenario runs: started, found where they listen, measured in CPU time and
+//! memory from `/proc`, and killed with the scenario.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use http::Request;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
@@ -25,6 +26,18 @@ pub(crate) struct Proc {
     program: PathBuf,
     args: Vec<String>,
     marker: String,
+    log: Log,
+    /// What it wrote to stderr, with [`Log::Kept`].
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+/// What becomes of a process's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Log {
+    /// Errors only (`RUST_LOG=error`), on the benchmark's stderr.
+    Errors,
+    /// Everything from `info` up, kept for [`Proc::log`].
+    Kept,
 }
 
 impl Proc {
@@ -35,15 +48,25 @@ impl Proc {
         args: &[String],
         marker: &str,
     ) -> anyhow::Result<Proc> {
-        let mut child = Command::new(program)
-            .args(args)
-            .env("RUST_LOG", "error")
-            .stdin(Stdio::null())
+        Proc::start_with(program, args, marker, Log::Errors).await
+    }
+
+    /// As [`start`](Proc::start), with its log kept or not.
+    pub(crate) async fn start_with(
+        program: &Path,
+        args: &[String],
+        marker: &str,
+        log: Log,
+    ) -> anyhow::Result<Proc> {
+        let mut child = command(program, args, log)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", program.display()))?;
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        if let Some(pipe) = child.stderr.take() {
+            tokio::spawn(keep(pipe, Arc::clone(&stderr)));
+        }
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
         let addr = loop {
@@ -68,17 +91,47 @@ impl Proc {
             program: program.to_path_buf(),
             args: args.to_vec(),
             marker: marker.to_string(),
+            log,
+            stderr,
         })
     }
 
     /// The same process started again, with the same arguments (a node comes back on its peer
     /// port; its client API may move).
     pub(crate) async fn restart(&self) -> anyhow::Result<Proc> {
-        Proc::start(&self.program, &self.args, &self.marker).await
+        Proc::start_with(&self.program, &self.args, &self.marker, self.log).await
     }
 
     fn pid(&self) -> anyhow::Result<u32> {
         self.child.id().context("the process has exited")
+    }
+
+    /// What it has logged so far, with [`Log::Kept`].
+    pub(crate) fn log(&self) -> String {
+        let kept = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&kept).into_owned()
+    }
+
+    /// Its resident memory now and at its peak (`VmRSS`, `VmHWM`), in bytes.
+    pub(crate) fn memory(&self) -> anyhow::Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .with_context(|| format!("no {name} in /proc status"))?;
+            let kib: u64 = line
+                .trim_start_matches(':')
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()?;
+            Ok(kib * 1024)
+        };
+        Ok(Memory {
+            rss: field("VmRSS")?,
+            peak: field("VmHWM")?,
+        })
     }
 
     /// The CPU time it has used so far, user and system.
@@ -105,6 +158,60 @@ impl Proc {
         anyhow::ensure!(status.success(), "kill {signal} failed");
         Ok(())
     }
+}
+
+/// A process's resident memory, in bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Memory {
+    /// Now (`VmRSS`).
+    pub(crate) rss: u64,
+    /// The most it has held since it started (`VmHWM`).
+    pub(crate) peak: u64,
+}
+
+/// `program args`, stdin closed, logging as `log` says.
+fn command(program: &Path, args: &[String], log: Log) -> Command {
+    let mut command = Command::new(program);
+    let (level, stderr) = match log {
+        Log::Errors => ("error", Stdio::inherit()),
+        Log::Kept => ("info", Stdio::piped()),
+    };
+    command
+        .args(args)
+        .env("RUST_LOG", level)
+        .stdin(Stdio::null())
+        .stderr(stderr);
+    command
+}
+
+/// Appends what `pipe` gives to `kept` until it ends.
+async fn keep(mut pipe: impl AsyncRead + Unpin, kept: Arc<Mutex<Vec<u8>>>) {
+    let mut buf = vec![0; 16 * 1024];
+    while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+        let mut kept = kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Runs `program args` to its end, within `limit` (killed past it), its log kept: how it
+/// exited and what it wrote to stderr.
+pub(crate) async fn run_to_exit(
+    program: &Path,
+    args: &[String],
+    limit: Duration,
+) -> anyhow::Result<(ExitStatus, String)> {
+    let child = command(program, args, Log::Kept)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let output = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .with_context(|| format!("{} {args:?} still ran after {limit:?}", program.display()))??;
+    Ok((
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
 }
 
 /// The CPU time of `procs` together.
@@ -144,27 +251,88 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// `GET path` from `addr`, parsed as JSON.
-pub(crate) async fn json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+/// `method path` with `body` to `addr`, on a connection of its own: the status and the body.
+pub(crate) async fn call(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    body: Bytes,
+) -> anyhow::Result<(http::StatusCode, Bytes)> {
     let stream = TcpStream::connect(addr).await?;
     let (mut send, conn) = http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let request = Request::get(path)
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
         .header(http::header::HOST, "bench")
-        .body(Empty::<Bytes>::new())?;
-    let body = send
-        .send_request(request)
-        .await?
-        .into_body()
-        .collect()
-        .await?;
-    Ok(serde_json::from_slice(&body.to_bytes())?)
+        .body(Full::new(body))?;
+    let response = send.send_request(request).await?;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, body))
 }
 
-/// A group's counter from a node's `/stats`.
+/// `GET path` from `addr`, parsed as JSON.
+pub(crate) async fn json(addr: SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
+    let (_, body) = call(addr, http::Method::GET, path, Bytes::new()).await?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// A counter of group `web` from a node's `/stats`.
 pub(crate) async fn counter(api: SocketAddr, name: &str) -> anyhow::Result<u64> {
+    group_counter(api, "web", name).await
+}
+
+/// A counter of `group` from a node's `/stats`.
+pub(crate) async fn group_counter(api: SocketAddr, group: &str, name: &str) -> anyhow::Result<u64> {
     let stats = json(api, "/stats").await?;
-    stats["groups"]["web"][name]
+    stats["groups"][group][name]
         .as_u64()
-        .with_context(|| format!("no counter {name} in /stats"))
+        .with_context(|| format!("no counter {group}.{name} in /stats"))
+}
+
+/// Nodes that know each other, node 1 first.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    /// The processes; each one's `addr` is its client API.
+    pub(crate) nodes: Vec<Proc>,
+    /// Each node's peer server, in the same order.
+    pub(crate) peers: Vec<SocketAddr>,
+}
+
+/// `count` nodes, each on a peer port chosen here (its peers must know it before it starts)
+/// and a client API on any free port; `--peers` lists them all, then `others` (member URLs
+/// that are no node of this cluster), and node `i` gets `args(i)` besides.
+pub(crate) async fn cluster(
+    node: &Path,
+    count: usize,
+    others: &[String],
+    args: impl Fn(usize) -> Vec<String>,
+    log: Log,
+) -> anyhow::Result<Cluster> {
+    let peers: Vec<SocketAddr> = (0..count)
+        .map(|_| Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?))))
+        .collect::<anyhow::Result<_>>()?;
+    let members: Vec<String> = peers
+        .iter()
+        .map(|p| format!("http://{p}"))
+        .chain(others.iter().cloned())
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let mut node_args: Vec<String> = [
+            "--listen",
+            &peer.to_string(),
+            "--api",
+            "127.0.0.1:0",
+            "--peers",
+            &members.join(","),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        node_args.extend(args(i));
+        nodes.push(Proc::start_with(node, &node_args, "alo-node: client API at ", log).await?);
+    }
+    Ok(Cluster { nodes, peers })
 }

@@ -4,6 +4,8 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,12 +28,24 @@ pub(crate) enum Kind {
     Origin,
 }
 
+/// The path at which a counting server answers, at once, the most requests it has held at
+/// once since the last time it was asked (and starts counting again from those it holds).
+pub(crate) const PEAK_PATH: &str = "/_peak";
+
 /// Serves `kind` on `listen` until the process is killed, on tokio's multi-threaded runtime
 /// (as a node runs), printing `listening on {addr}` once bound; each answer waits `delay`.
-pub(crate) fn run(kind: Kind, listen: SocketAddr, delay: Duration) -> anyhow::Result<()> {
+/// With `count`, it counts the requests it holds and answers [`PEAK_PATH`]; without, it pays
+/// nothing for that.
+pub(crate) fn run(
+    kind: Kind,
+    listen: SocketAddr,
+    delay: Duration,
+    count: bool,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let in_flight = count.then(|| Arc::new(InFlight::default()));
     runtime.block_on(async move {
         let listener = TcpListener::bind(listen).await?;
         println!("listening on {}", listener.local_addr()?);
@@ -40,14 +54,26 @@ pub(crate) fn run(kind: Kind, listen: SocketAddr, delay: Duration) -> anyhow::Re
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;
             let fixed = fixed.clone();
+            let in_flight = in_flight.clone();
             let service = service_fn(move |req: Request<Incoming>| {
-                let body = match kind {
-                    Kind::Floor => fixed.clone(),
-                    Kind::Origin => value_of(req.uri().path().trim_start_matches('/').as_bytes()),
+                let path = req.uri().path();
+                let (body, wait, held) = match &in_flight {
+                    Some(counts) if path == PEAK_PATH => {
+                        (Bytes::from(counts.peak().to_string()), Duration::ZERO, None)
+                    }
+                    _ => {
+                        let body = match kind {
+                            Kind::Floor => fixed.clone(),
+                            Kind::Origin => value_of(path.trim_start_matches('/').as_bytes()),
+                        };
+                        (body, delay, in_flight.as_ref().map(|c| c.hold()))
+                    }
                 };
                 async move {
-                    if !delay.is_zero() {
-                        tokio::time::sleep(delay).await;
+                    // Counted until answered, or until the client goes and the future drops.
+                    let _held = held;
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
                     }
                     Ok::<_, Infallible>(Response::new(Full::new(body)))
                 }
@@ -59,4 +85,36 @@ pub(crate) fn run(kind: Kind, listen: SocketAddr, delay: Duration) -> anyhow::Re
             });
         }
     })
+}
+
+/// The requests a server holds, and the most it has held at once.
+#[derive(Debug, Default)]
+struct InFlight {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl InFlight {
+    /// One more request held, until the guard drops.
+    fn hold(self: &Arc<Self>) -> Held {
+        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+        Held(Arc::clone(self))
+    }
+
+    /// The peak since the last call; the next one counts from the requests held now.
+    fn peak(&self) -> usize {
+        let now = self.now.load(Ordering::Relaxed);
+        self.peak.swap(now, Ordering::Relaxed)
+    }
+}
+
+/// A request counted by [`InFlight`] while it lives.
+#[derive(Debug)]
+struct Held(Arc<InFlight>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
+    }
 }
