@@ -72,7 +72,8 @@ pub(super) async fn signed_huge_batch(node: &Path) -> anyhow::Result<Vec<Row>> {
         writeln!(body, "{i:07}")?;
     }
     let path = "/_alo/demo?get";
-    let proof = PeerSecrets::new([SECRET])?.proof("POST", path, &body, SystemTime::now());
+    let to = format!("http://{peer}");
+    let proof = PeerSecrets::new([SECRET])?.proof(&to, "POST", path, &body, SystemTime::now());
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: bench\r\n{AUTH_HEADER}: {proof}\r\ncontent-length: {}\r\n\r\n",
         body.len()

@@ -119,7 +119,8 @@ pub(super) async fn replayed(node: &Path) -> anyhow::Result<Vec<Row>> {
     let owner = owner.context("no node counted the set")?;
 
     let path = format!("/_alo/demo/{KEY}");
-    let proof = PeerSecrets::new([SECRET])?.proof("PUT", &path, b"old", SystemTime::now());
+    let to = format!("http://{}", cluster.peers[owner]);
+    let proof = PeerSecrets::new([SECRET])?.proof(&to, "PUT", &path, b"old", SystemTime::now());
     let captured = Bytes::from(format!(
         "PUT {path} HTTP/1.1\r\nhost: alo\r\n{AUTH_HEADER}: {proof}\r\ncontent-length: 3\r\n\
          connection: close\r\n\r\nold"

@@ -1,6 +1,7 @@
 //! Proof that a peer request comes from a member of the cluster: an HMAC-SHA256, with a secret
-//! every member holds, over the request's head, the time it was sent, the digest of its body
-//! and, for a write, its sender and sequence number, so that a captured write applies once.
+//! every member holds, over the member it is for, the request's head, the time it was sent, the
+//! digest of its body and, for a write, its sender and sequence number, so that a captured
+//! write applies once, and only where it was sent.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -39,20 +40,23 @@ type HmacSha256 = Hmac<Sha256>;
 /// second everywhere, then first, then drop the old one).
 ///
 /// The proof of a request is HMAC-SHA256 with the secret over
-/// `{METHOD}\n{path and query}\n{unix seconds}\n{sender}\n{sequence}\n{hex SHA-256 of the body}`,
-/// sent as `x-alo-auth: t={unix seconds},from={sender},n={sequence},body={hex},sig={hex}` and
-/// checked in constant time. A server checks it from the request's head, before it reads a byte
-/// of the body, and then checks the body against the digest the proof covers.
+/// `{METHOD}\n{receiver's URL}\n{path and query}\n{unix seconds}\n{sender}\n{sequence}\n{hex
+/// SHA-256 of the body}`, sent as `x-alo-auth: t={unix seconds},from={sender},n={sequence},
+/// body={hex},sig={hex}` and checked in constant time. The receiver's URL is not sent: the
+/// server checks the proof with its own, so a request proves itself to the member it was made
+/// for and to no other. A server checks the proof from the request's head, before it reads a
+/// byte of the body, and then checks the body against the digest the proof covers.
 ///
-/// **Replays.** Every proof is bound to its time: one more than [`REPLAY_WINDOW`] from the
-/// server's clock is refused. A write (a `PUT`, a `DELETE`, a `POST` other than a batch get) is
-/// bound to more: its sender (a random name each `PeerSecrets` draws, so a node that restarts is
-/// a new sender) and the sender's next sequence number. A server applies each sender's sequence
-/// number once, keeps the last [`WRITES_REMEMBERED`] of them apart, and forgets a sender silent
-/// for twice the replay window, by when its proofs have expired. It refuses writes signed before
-/// it started, which it could not tell from replays. So a captured write, replayed to any member,
-/// applies nothing; a read (a `GET`, a batch get) may be replayed within the window, which gives
-/// the replayer only the answer the capture already held.
+/// **Replays.** Every proof is bound to its receiver and its time: one more than
+/// [`REPLAY_WINDOW`] from the server's clock is refused. A write (a `PUT`, a `DELETE`, a `POST`
+/// other than a batch get) is bound to more: its sender (a random name each `PeerSecrets` draws,
+/// so a node that restarts is a new sender) and the sender's next sequence number. A server
+/// applies each sender's sequence number once, keeps the last [`WRITES_REMEMBERED`] of them
+/// apart, and forgets a sender silent for twice the replay window, by when its proofs have
+/// expired. It refuses writes signed before it started, which it could not tell from replays. So
+/// a captured write applies nothing, sent again to its receiver or to any other member; a read (a
+/// `GET`, a batch get) may be replayed to its receiver within the window, which gives the
+/// replayer only the answer the capture already held.
 #[derive(Clone)]
 pub struct PeerSecrets {
     inner: Arc<Shared>,
@@ -149,10 +153,11 @@ impl PeerSecrets {
         )
     }
 
-    /// The `x-alo-auth` value for a request of `method` to `path` (with its query) carrying
-    /// `body`, sent at `at`. A write takes this node's next sequence number: its proof is good
-    /// for one request.
-    pub fn proof(&self, method: &str, path: &str, body: &[u8], at: SystemTime) -> String {
+    /// The `x-alo-auth` value for a request to the member at `to` (its URL as the members know
+    /// it, `http://host:port`) of `method` to `path` (with its query) carrying `body`, sent at
+    /// `at`. A write takes this node's next sequence number: its proof is good for one request,
+    /// to that member.
+    pub fn proof(&self, to: &str, method: &str, path: &str, body: &[u8], at: SystemTime) -> String {
         let shared = &self.inner;
         let t = unix_seconds(at);
         let n = match changes_state(method, path) {
@@ -169,7 +174,7 @@ impl PeerSecrets {
             n,
             digest: &digest,
         };
-        let mac = fields.mac(&shared.keys[0], method, path);
+        let mac = fields.mac(&shared.keys[0], to, method, path);
         let sig = hex::encode(mac.finalize().into_bytes());
         format!(
             "t={t},from={:016x},n={n},body={digest},sig={sig}",
@@ -177,10 +182,12 @@ impl PeerSecrets {
         )
     }
 
-    /// Checks the proof of a request from its head alone (`header` is the `x-alo-auth` value,
-    /// if any): the time, the signature, and for a write that it was not applied before.
+    /// Checks the proof of a request to this node, at `me`, from its head alone (`header` is the
+    /// `x-alo-auth` value, if any): the time, the signature, and for a write that it was not
+    /// applied before.
     pub(crate) fn check_head(
         &self,
+        me: &str,
         method: &str,
         path: &str,
         header: Option<&[u8]>,
@@ -196,7 +203,7 @@ impl PeerSecrets {
         let signed = shared
             .keys
             .iter()
-            .any(|key| fields.mac(key, method, path).verify_slice(&sig).is_ok());
+            .any(|key| fields.mac(key, me, method, path).verify_slice(&sig).is_ok());
         if !signed {
             return Err(Refused::BadSignature);
         }
@@ -259,10 +266,11 @@ struct Fields<'a> {
 }
 
 impl Fields<'_> {
-    fn mac(&self, key: &[u8], method: &str, path: &str) -> HmacSha256 {
+    fn mac(&self, key: &[u8], to: &str, method: &str, path: &str) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes a key of any length");
         let Fields { t, from, n, digest } = self;
-        mac.update(format!("{method}\n{path}\n{t}\n{from:016x}\n{n}\n{digest}").as_bytes());
+        let text = format!("{method}\n{to}\n{path}\n{t}\n{from:016x}\n{n}\n{digest}");
+        mac.update(text.as_bytes());
         mac
     }
 }
@@ -367,14 +375,17 @@ mod tests {
     const A: &[u8] = b"0123456789abcdef-a";
     const B: &[u8] = b"0123456789abcdef-b";
 
-    /// Whether `secrets` take the request whole: head, then body.
+    /// The member every request of these tests is for.
+    const ME: &str = "http://10.0.0.1:8001";
+
+    /// Whether `secrets`, at [`ME`], take the request whole: head, then body.
     fn verify(
         secrets: &PeerSecrets,
         (method, path, body): (&str, &str, &[u8]),
         proof: Option<&str>,
         now: SystemTime,
     ) -> Result<(), Refused> {
-        let proven = secrets.check_head(method, path, proof.map(str::as_bytes), now)?;
+        let proven = secrets.check_head(ME, method, path, proof.map(str::as_bytes), now)?;
         secrets.check_body(&proven, body, now)
     }
 
@@ -382,7 +393,7 @@ mod tests {
     fn a_proof_verifies_for_its_request_only_and_within_the_window() {
         let secrets = PeerSecrets::new([A]).expect("valid");
         let now = SystemTime::now();
-        let proof = secrets.proof("GET", "/_alo/g/k", b"", now);
+        let proof = secrets.proof(ME, "GET", "/_alo/g/k", b"", now);
         let ok = |m: &str, p: &str, body: &[u8], at: SystemTime| {
             verify(&secrets, (m, p, body), Some(&proof), at)
         };
@@ -427,8 +438,8 @@ mod tests {
         let sender = PeerSecrets::new([A]).expect("valid");
         let now = SystemTime::now();
         let put = ("PUT", "/_alo/g/k", &b"v1"[..]);
-        let first = sender.proof(put.0, put.1, put.2, now);
-        let second = sender.proof(put.0, put.1, put.2, now);
+        let first = sender.proof(ME, put.0, put.1, put.2, now);
+        let second = sender.proof(ME, put.0, put.1, put.2, now);
         assert_ne!(first, second, "each write has its own sequence number");
         assert_eq!(verify(&receiver, put, Some(&first), now), Ok(()));
         assert_eq!(
@@ -437,14 +448,14 @@ mod tests {
         );
         assert_eq!(verify(&receiver, put, Some(&second), now), Ok(()));
         // A batch get is a read; a batch remove a write.
-        let get = sender.proof("POST", "/_alo/g?get", b"k\n", now);
+        let get = sender.proof(ME, "POST", "/_alo/g?get", b"k\n", now);
         for _ in 0..2 {
             assert_eq!(
                 verify(&receiver, ("POST", "/_alo/g?get", b"k\n"), Some(&get), now),
                 Ok(())
             );
         }
-        let remove = sender.proof("POST", "/_alo/g", b"k\n", now);
+        let remove = sender.proof(ME, "POST", "/_alo/g", b"k\n", now);
         assert_eq!(
             verify(&receiver, ("POST", "/_alo/g", b"k\n"), Some(&remove), now),
             Ok(())
@@ -456,22 +467,45 @@ mod tests {
     }
 
     #[test]
+    fn a_proof_is_good_at_the_member_it_was_made_for_only() {
+        let (sender, other) = (
+            PeerSecrets::new([A]).expect("valid"),
+            PeerSecrets::new([A]).expect("valid"),
+        );
+        let now = SystemTime::now();
+        for (method, path) in [("PUT", "/_alo/g/k"), ("GET", "/_alo/g/k")] {
+            let proof = sender.proof("http://10.0.0.2:8001", method, path, b"", now);
+            let header = Some(proof.as_bytes());
+            assert_eq!(
+                other.check_head(ME, method, path, header, now).err(),
+                Some(Refused::BadSignature),
+                "{method}"
+            );
+            assert!(
+                other
+                    .check_head("http://10.0.0.2:8001", method, path, header, now)
+                    .is_ok()
+            );
+        }
+    }
+
+    #[test]
     fn a_replay_is_refused_from_its_head_before_its_body_is_read() {
         let secrets = PeerSecrets::new([A]).expect("valid");
         let now = SystemTime::now();
-        let proof = secrets.proof("DELETE", "/_alo/g", b"", now);
+        let proof = secrets.proof(ME, "DELETE", "/_alo/g", b"", now);
         let proven = secrets
-            .check_head("DELETE", "/_alo/g", Some(proof.as_bytes()), now)
+            .check_head(ME, "DELETE", "/_alo/g", Some(proof.as_bytes()), now)
             .expect("proven");
         // Two copies sent at once pass the head; the body check takes the number once.
         let again = secrets
-            .check_head("DELETE", "/_alo/g", Some(proof.as_bytes()), now)
+            .check_head(ME, "DELETE", "/_alo/g", Some(proof.as_bytes()), now)
             .expect("not applied yet");
         assert_eq!(secrets.check_body(&proven, b"", now), Ok(()));
         assert_eq!(secrets.check_body(&again, b"", now), Err(Refused::Replayed));
         assert_eq!(
             secrets
-                .check_head("DELETE", "/_alo/g", Some(proof.as_bytes()), now)
+                .check_head(ME, "DELETE", "/_alo/g", Some(proof.as_bytes()), now)
                 .err(),
             Some(Refused::Replayed)
         );
@@ -483,7 +517,7 @@ mod tests {
         let receiver = PeerSecrets::new([A]).expect("valid");
         let before = SystemTime::now() - Duration::from_secs(5);
         let put = ("PUT", "/_alo/g/k", &b"v"[..]);
-        let proof = sender.proof(put.0, put.1, put.2, before);
+        let proof = sender.proof(ME, put.0, put.1, put.2, before);
         assert_eq!(
             verify(&receiver, put, Some(&proof), SystemTime::now()),
             Err(Refused::BeforeStart)
@@ -524,10 +558,10 @@ mod tests {
             PeerSecrets::from_lines("# rotating\n  0123456789abcdef-b \n\n0123456789abcdef-a\n")
                 .expect("valid");
         for signer in [&old, &new] {
-            let proof = signer.proof("GET", "/p", b"", now);
+            let proof = signer.proof(ME, "GET", "/p", b"", now);
             assert_eq!(verify(&both, ("GET", "/p", b""), Some(&proof), now), Ok(()));
         }
-        let proof = new.proof("GET", "/p", b"", now);
+        let proof = new.proof(ME, "GET", "/p", b"", now);
         assert_eq!(
             verify(&old, ("GET", "/p", b""), Some(&proof), now),
             Err(Refused::BadSignature)

@@ -426,7 +426,8 @@ impl Peer {
     ) -> Result<Request<Full<Bytes>>, http::Error> {
         let mut request = Request::builder().method(method.clone()).uri(path);
         if let Some(secrets) = &self.secrets {
-            let proof = secrets.proof(method.as_str(), path, &body, std::time::SystemTime::now());
+            let now = std::time::SystemTime::now();
+            let proof = secrets.proof(&self.url, method.as_str(), path, &body, now);
             request = request.header(AUTH_HEADER, proof);
         }
         request.body(Full::new(body))

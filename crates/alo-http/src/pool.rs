@@ -317,7 +317,7 @@ impl fmt::Debug for HttpPool {
 
 /// `http://host:port` with a lowercase host, an explicit port and no trailing slash, or why
 /// not: two spellings of one member must put one node on the ring.
-fn normalize(url: &str) -> Result<String, Error> {
+pub(crate) fn normalize(url: &str) -> Result<String, Error> {
     let invalid = |reason| Error::InvalidUrl {
         url: url.to_string(),
         reason,

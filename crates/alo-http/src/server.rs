@@ -35,8 +35,9 @@ pub struct ServerOptions {
     max_body_bytes: usize,
     max_batch_keys: usize,
     pub(crate) limits: Limits,
-    /// When set, [`serve`] answers only requests that prove one of them.
-    secrets: Option<PeerSecrets>,
+    /// When set, [`serve`] answers only requests that prove one of them, made for this node's
+    /// URL (normalized).
+    secrets: Option<(PeerSecrets, String)>,
 }
 
 impl Default for ServerOptions {
@@ -62,14 +63,18 @@ impl ServerOptions {
         Ok(self)
     }
 
-    /// The cluster's secrets: [`serve`] then answers a peer's request only when it carries a
-    /// valid proof (see [`PeerSecrets`]), and `401` with `x-alo-error: unauthorized` otherwise,
-    /// before any group is asked. The proof is checked from the request's head: a request
-    /// without a valid one is answered and its connection closed before a byte of its body is
-    /// read. Give the pool the same secrets (`PoolOptions::secrets`).
-    pub fn peer_secrets(mut self, secrets: PeerSecrets) -> Self {
-        self.secrets = Some(secrets);
-        self
+    /// The cluster's secrets, and this node's URL as its peers know it (`http://host:port`, the
+    /// pool's `self_url`): [`serve`] then answers a peer's request only when it carries a valid
+    /// proof made for this node (see [`PeerSecrets`]), and `401` with `x-alo-error:
+    /// unauthorized` otherwise, before any group is asked. The proof is checked from the
+    /// request's head: a request without a valid one is answered and its connection closed
+    /// before a byte of its body is read. Give the pool the same secrets (`PoolOptions::secrets`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] when `self_url` is not `http://host:port`.
+    pub fn peer_secrets(mut self, secrets: PeerSecrets, self_url: &str) -> Result<Self, Error> {
+        self.secrets = Some((secrets, crate::pool::normalize(self_url)?));
+        Ok(self)
     }
 
     /// The longest key accepted, in bytes after decoding; longer ones get 414.
@@ -223,7 +228,7 @@ pub async fn serve(
                 Ok(body) => body,
                 Err(resp) => return resp,
             };
-            if let (Some(secrets), Some(proven)) = (&options.secrets, proven)
+            if let (Some((secrets, _)), Some(proven)) = (&options.secrets, proven)
                 && let Err(refused) = secrets.check_body(&proven, &body, SystemTime::now())
             {
                 return refusals.unauthorized(refused);
@@ -244,13 +249,13 @@ fn prove_head(
     uri: &http::Uri,
     headers: &HeaderMap,
 ) -> Result<Option<Proven>, Refused> {
-    let Some(secrets) = &options.secrets else {
+    let Some((secrets, me)) = &options.secrets else {
         return Ok(None);
     };
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let proof = headers.get(AUTH_HEADER).map(|v| v.as_bytes());
     secrets
-        .check_head(method.as_str(), path, proof, SystemTime::now())
+        .check_head(me, method.as_str(), path, proof, SystemTime::now())
         .map(Some)
 }
 

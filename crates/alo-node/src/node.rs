@@ -168,7 +168,7 @@ pub async fn run(
     };
     let peer_options = limits.max_batch_keys(max_batch_keys);
     let peer_options = match secrets {
-        Some(secrets) => peer_options.peer_secrets(secrets),
+        Some(secrets) => peer_options.peer_secrets(secrets, pool.self_url())?,
         None => peer_options,
     };
     let peers = serve(

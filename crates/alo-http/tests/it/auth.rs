@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use alo_http::{AUTH_HEADER, ERROR_HEADER, PeerSecrets, PoolOptions, ServerOptions, UNAUTHORIZED};
+use alo_http::{AUTH_HEADER, ERROR_HEADER, PeerSecrets, PoolOptions, UNAUTHORIZED};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -43,16 +43,16 @@ async fn get(node: &Node, path: &str, proof: Option<String>) -> (StatusCode, Opt
 #[tokio::test]
 async fn a_request_without_a_valid_proof_is_401_and_loads_nothing() {
     let behaviour = Behaviour {
-        server: Some(ServerOptions::default().peer_secrets(secrets(&[NEW]))),
+        server_secrets: Some(secrets(&[NEW])),
         ..Behaviour::default()
     };
     let nodes = Node::cluster(1, behaviour.clone()).await;
     let node = &nodes[0];
     let path = "/_alo/g/k";
     let now = SystemTime::now();
-    let stale = secrets(&[NEW]).proof("GET", path, b"", now - Duration::from_secs(600));
-    let wrong = secrets(&[OLD]).proof("GET", path, b"", now);
-    let other_path = secrets(&[NEW]).proof("GET", "/_alo/g/other", b"", now);
+    let stale = secrets(&[NEW]).proof(&node.url, "GET", path, b"", now - Duration::from_secs(600));
+    let wrong = secrets(&[OLD]).proof(&node.url, "GET", path, b"", now);
+    let other_path = secrets(&[NEW]).proof(&node.url, "GET", "/_alo/g/other", b"", now);
     for proof in [
         None,
         Some(stale),
@@ -71,7 +71,7 @@ async fn a_request_without_a_valid_proof_is_401_and_loads_nothing() {
     );
     assert_eq!(node.group.stats().server_requests, 0);
 
-    let good = secrets(&[NEW]).proof("GET", path, b"", now);
+    let good = secrets(&[NEW]).proof(&node.url, "GET", path, b"", now);
     assert_eq!(get(node, path, Some(good)).await.0, StatusCode::OK);
     assert_eq!(behaviour.calls.load(Ordering::SeqCst), 1);
 }
@@ -79,7 +79,7 @@ async fn a_request_without_a_valid_proof_is_401_and_loads_nothing() {
 #[tokio::test]
 async fn during_a_rotation_peers_signing_with_either_secret_are_served() {
     // Every server accepts both; one node still signs with the old secret, one with the new.
-    let accept_both = ServerOptions::default().peer_secrets(secrets(&[NEW, OLD]));
+    let accept_both = secrets(&[NEW, OLD]);
     let mut bound = Vec::new();
     for _ in 0..2 {
         bound.push(Node::bind().await);
@@ -89,7 +89,7 @@ async fn during_a_rotation_peers_signing_with_either_secret_are_served() {
     for ((listener, url), signs) in bound.into_iter().zip([OLD, NEW]) {
         let behaviour = Behaviour {
             options: Some(PoolOptions::default().secrets(secrets(&[signs]))),
-            server: Some(accept_both.clone()),
+            server_secrets: Some(accept_both.clone()),
             ..Behaviour::default()
         };
         nodes.push((

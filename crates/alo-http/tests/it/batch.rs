@@ -162,7 +162,7 @@ async fn keys_asked_for_at_once_go_to_their_owner_in_batches() {
         if secrets {
             let secrets = PeerSecrets::new(["a cluster secret for the test"]).expect("valid");
             behaviour.options = Some(PoolOptions::default().secrets(secrets.clone()));
-            behaviour.server = Some(ServerOptions::default().peer_secrets(secrets));
+            behaviour.server_secrets = Some(secrets);
         }
         let nodes = Node::cluster(2, behaviour.clone()).await;
         let keys = keys_of(&nodes, 0, 200);

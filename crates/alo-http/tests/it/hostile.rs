@@ -25,7 +25,7 @@ fn secrets() -> PeerSecrets {
 /// A lone node whose server asks every request for a proof of [`SECRET`].
 async fn secret_node() -> (Node, Behaviour) {
     let behaviour = Behaviour {
-        server: Some(ServerOptions::default().peer_secrets(secrets())),
+        server_secrets: Some(secrets()),
         ..Behaviour::default()
     };
     let mut nodes = Node::cluster(1, behaviour.clone()).await;
@@ -57,11 +57,11 @@ async fn with_secrets_a_request_without_a_valid_head_proof_is_refused_before_its
         ("/_alo/g?get", None),
         (
             "/_alo/g?get",
-            Some(forged.proof("POST", "/_alo/g?get", b"k\n", now)),
+            Some(forged.proof(&node.url, "POST", "/_alo/g?get", b"k\n", now)),
         ),
         (
             "/_alo/g/k",
-            Some(forged.proof("PUT", "/_alo/g/k", b"v", now)),
+            Some(forged.proof(&node.url, "PUT", "/_alo/g/k", b"v", now)),
         ),
         ("/_alo/g/k", Some("t=1,sig=00".to_string())),
     ] {
@@ -83,7 +83,7 @@ async fn with_secrets_a_request_without_a_valid_head_proof_is_refused_before_its
 async fn with_secrets_a_body_that_is_not_the_one_signed_is_refused() {
     let (node, _) = secret_node().await;
     let signer = secrets();
-    let proof = signer.proof("PUT", "/_alo/g/k", b"signed", SystemTime::now());
+    let proof = signer.proof(&node.url, "PUT", "/_alo/g/k", b"signed", SystemTime::now());
     let (status, _, _) = send(&node.url, Method::PUT, "/_alo/g/k", b"swapped", Some(proof)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(node.group.stats().sets, 0);
@@ -161,10 +161,10 @@ async fn a_captured_signed_write_applies_nothing_when_sent_again() {
     let (node, _) = secret_node().await;
     let signer = secrets();
     let path = "/_alo/g/k";
-    let old = signer.proof("PUT", path, b"old", SystemTime::now());
+    let old = signer.proof(&node.url, "PUT", path, b"old", SystemTime::now());
     let (status, _, _) = send(&node.url, Method::PUT, path, b"old", Some(old.clone())).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let new = signer.proof("PUT", path, b"new", SystemTime::now());
+    let new = signer.proof(&node.url, "PUT", path, b"new", SystemTime::now());
     let (status, _, _) = send(&node.url, Method::PUT, path, b"new", Some(new)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
@@ -177,8 +177,8 @@ async fn a_captured_signed_write_applies_nothing_when_sent_again() {
     assert_eq!(node.group.get_local("k").await.expect("value"), "new");
 
     // A remove and a purge apply once too.
-    let remove = signer.proof("DELETE", path, b"", SystemTime::now());
-    let purge = signer.proof("DELETE", "/_alo/g", b"", SystemTime::now());
+    let remove = signer.proof(&node.url, "DELETE", path, b"", SystemTime::now());
+    let purge = signer.proof(&node.url, "DELETE", "/_alo/g", b"", SystemTime::now());
     for (path, proof, want) in [
         (path, &remove, StatusCode::NO_CONTENT),
         (path, &remove, StatusCode::UNAUTHORIZED),
@@ -190,6 +190,31 @@ async fn a_captured_signed_write_applies_nothing_when_sent_again() {
     }
     let s = node.group.stats();
     assert_eq!((s.sets, s.removes, s.purges), (2, 1, 1));
+}
+
+#[tokio::test]
+async fn a_captured_signed_write_applies_nothing_on_another_member() {
+    let behaviour = Behaviour {
+        server_secrets: Some(secrets()),
+        ..Behaviour::default()
+    };
+    let nodes = Node::cluster(2, behaviour).await;
+    let signer = secrets();
+    let path = "/_alo/g/k";
+    // Made for node 0, sent to node 1 (which never saw its sequence number).
+    let for_node_0 = signer.proof(&nodes[0].url, "PUT", path, b"old", SystemTime::now());
+    let (status, _, _) = send(
+        &nodes[1].url,
+        Method::PUT,
+        path,
+        b"old",
+        Some(for_node_0.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(nodes[1].group.stats().sets, 0);
+    let (status, _, _) = send(&nodes[0].url, Method::PUT, path, b"old", Some(for_node_0)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use alo_group::{Group, Groups, LoadError, getter_fn};
-use alo_http::{HttpPool, PoolOptions, ServerOptions, serve};
+use alo_http::{HttpPool, PeerSecrets, PoolOptions, ServerOptions, serve};
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
@@ -33,6 +33,8 @@ pub(crate) struct Behaviour {
     pub(crate) options: Option<PoolOptions>,
     /// The server's options (default when `None`).
     pub(crate) server: Option<ServerOptions>,
+    /// The secrets the server asks a proof of, for the node's own URL.
+    pub(crate) server_secrets: Option<PeerSecrets>,
 }
 
 /// The value every node's getter gives `key`: the same on every node, so any node may load it.
@@ -57,7 +59,12 @@ impl Node {
         let groups = Groups::with_picker(pool.clone());
         let loaded = Arc::new(Mutex::new(Vec::new()));
         let log = loaded.clone();
-        let server_options = b.server.clone().unwrap_or_default();
+        let mut server_options = b.server.clone().unwrap_or_default();
+        if let Some(secrets) = b.server_secrets.clone() {
+            server_options = server_options
+                .peer_secrets(secrets, url)
+                .expect("a node URL");
+        }
         let getter = getter_fn(move |key: Bytes| {
             b.calls.fetch_add(1, Ordering::SeqCst);
             b.started.notify_one();

@@ -301,7 +301,7 @@ async fn the_write_endpoints_answer_with_the_protocol_statuses() {
 async fn with_secrets_the_write_endpoints_need_a_proof() {
     let secrets = PeerSecrets::new(["a cluster secret"]).expect("valid");
     let behaviour = Behaviour {
-        server: Some(ServerOptions::default().peer_secrets(secrets.clone())),
+        server_secrets: Some(secrets.clone()),
         options: Some(PoolOptions::default().secrets(secrets.clone())),
         ..Behaviour::default()
     };
@@ -313,10 +313,10 @@ async fn with_secrets_the_write_endpoints_need_a_proof() {
         (StatusCode::UNAUTHORIZED, Some("unauthorized"))
     );
     // A proof of another body does not do.
-    let other = secrets.proof("PUT", path, b"w", SystemTime::now());
+    let other = secrets.proof(&nodes[0].url, "PUT", path, b"w", SystemTime::now());
     let (status, _, _) = send(&nodes[0].url, Method::PUT, path, b"v", Some(other)).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let proof = secrets.proof("PUT", path, b"v", SystemTime::now());
+    let proof = secrets.proof(&nodes[0].url, "PUT", path, b"v", SystemTime::now());
     let (status, _, _) = send(&nodes[0].url, Method::PUT, path, b"v", Some(proof)).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(nodes[0].group.stats().sets, 1);
