@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tracing::Span;
 
-use crate::group::now;
+use crate::freshness::{later, now};
 
 /// The load a [`Getter`](crate::Getter) is asked to do: the key, the load's deadline, a signal
 /// that the group abandoned the load, and the load's tracing span.
@@ -40,7 +40,7 @@ impl LoadContext {
     /// A context for calling a getter yourself (in a test, say): `key`, a deadline `timeout` from
     /// now, the current span, and a signal that never fires.
     pub fn new(key: impl Into<Bytes>, timeout: Duration) -> Self {
-        let deadline = now().checked_add(timeout).unwrap_or_else(far_future);
+        let deadline = later(now(), timeout);
         LoadContext::with(key.into(), deadline, Span::current())
     }
 
@@ -107,11 +107,6 @@ impl fmt::Debug for LoadContext {
             .field("cancelled", &self.is_cancelled())
             .finish_non_exhaustive()
     }
-}
-
-/// A deadline no load reaches: about thirty years on, for a timeout the clock cannot add.
-fn far_future() -> Instant {
-    now() + Duration::from_secs(30 * 365 * 86_400)
 }
 
 /// A one-shot signal: fired once, seen by every waiter, past and future.

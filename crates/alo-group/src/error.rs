@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// What a [`Getter`](crate::Getter) or a [`PeerGetter`](crate::PeerGetter) reports instead of a
+/// What a [`Getter`](crate::Getter) or a [`Peer`](crate::Peer) reports instead of a
 /// value. Cloned to every caller that shared the load, so it carries a message, not a source.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -17,12 +17,13 @@ pub enum LoadError {
     /// its origin failed is not loaded again here, which would ask the same origin twice.
     #[error("{0}")]
     Failed(Arc<str>),
-    /// From a [`PeerGetter`](crate::PeerGetter): the peer gave no answer (connection refused or
-    /// timed out, reset before a response, marked down, an answer outside the protocol). The
-    /// group loads the key itself.
+    /// From a [`Peer`](crate::Peer): the peer gave no answer (connection refused or timed out,
+    /// reset before a response, marked down, no answer by the deadline, an answer outside the
+    /// protocol). The group counts it in `peer_errors` and loads the key itself while the load
+    /// has time left.
     #[error("peer unreachable: {0}")]
     Unreachable(Arc<str>),
-    /// The load did not finish within its deadline (here, or on the owner).
+    /// The load did not finish within its deadline (here; from a peer: the owner's own load).
     #[error("the load timed out")]
     Timeout,
     /// The getter refuses the key itself (say, a path that escapes its directory): asking again,
@@ -89,7 +90,7 @@ pub enum Error {
     /// A set's owner did not store the value (it could not be reached, or refused); nothing was
     /// written.
     #[error("the key's owner did not store the value: {0}")]
-    Unreachable(Arc<str>),
+    NotStored(Arc<str>),
     /// A registry already holds a group of this name.
     #[error("a group named {0:?} already exists")]
     DuplicateGroup(String),
@@ -120,7 +121,7 @@ impl From<LoadError> for Error {
 }
 
 /// What a node answers a peer when its group gave no value: a transport answering a peer writes
-/// `group.lookup_local(key).await.map_err(LoadError::from)`, or `?` in a function that returns
+/// `group.local().lookup(key).await.map_err(LoadError::from)`, or `?` in a function that returns
 /// a [`LoadError`], and the asking node's group treats the answer as the table says.
 ///
 /// | `Error` | `LoadError` | the asking node |

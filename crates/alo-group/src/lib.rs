@@ -3,7 +3,7 @@
 //! calling the getter once per key however many callers wait.
 //!
 //! This crate is the flow of groupcache without a transport: peers come in through the
-//! [`PeerPicker`] and [`PeerGetter`] traits (`alo-http` implements them over HTTP and a hash
+//! [`PeerPicker`] and [`Peer`] traits (`alo-http` implements them over HTTP and a hash
 //! ring), so a group can be tested, or embedded, with no network at all. Values are
 //! [`bytes::Bytes`]: immutable and cheap to clone, so nothing a caller does can change a cached
 //! value.
@@ -39,48 +39,56 @@
 //! # Getters and transports
 //! A getter gets a [`LoadContext`]: the key, the load's deadline, a signal that the group
 //! abandoned the load, and the load's tracing span ([`getter_fn`] hides it, [`getter_fn_ctx`]
-//! hands it over). A transport implements [`PeerPicker`] and [`PeerGetter`] (or makes a peer of
-//! a closure with [`peer_getter_fn`]); the answering node's [`Error`] converts into the
-//! [`LoadError`] the asking node expects; a [`LatePicker`] is a picker set once the transport
-//! exists, or swapped later. With the feature `testing`, `testing::Cluster` is a cluster of
+//! hands it over). A transport implements [`PeerPicker`] and [`Peer`] (or makes a peer of a
+//! closure with [`peer_fn`]) and answers its peers with [`Group::local`]; the answering node's
+//! [`Error`] converts into the [`LoadError`] the asking node expects; a [`LatePicker`] is a
+//! picker set once the transport exists, or swapped later. With the feature `testing`, `testing::Cluster` is a cluster of
 //! `n` nodes in one process over an in-memory transport.
 //!
 //! # Costs
 //! A cache hit costs one lookup in a sharded LRU (a mutex per shard, the value's reference count
-//! incremented), a miss in the main cache one more in the hot cache, and a few relaxed atomic
-//! increments. A miss adds a singleflight (a map insert and remove under a mutex) and whatever
+//! incremented; the shard counts the lookup under its lock), and a miss in the main cache one
+//! more in the hot cache: no shared atomic is touched. A miss adds a relaxed atomic increment or
+//! two, a singleflight (a map insert and remove under a mutex) and whatever
 //! the peer or the getter costs. Each load runs on a tokio task of its own, so it finishes and
 //! fills the cache even when every caller has gone: a group needs a tokio runtime.
 
+mod builder;
 mod context;
 mod error;
 mod escape;
+mod freshness;
 mod getter;
 mod group;
 mod groups;
 mod ledger;
+mod local;
+mod peer;
 mod picker;
 mod stats;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod value;
 mod write;
 
+pub use builder::{
+    DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_CONCURRENT_LOADS, DEFAULT_MAX_VALUE_BYTES,
+    DEFAULT_WRITE_TIMEOUT, GroupBuilder,
+};
 pub use context::LoadContext;
 pub use error::{Error, LoadError};
 pub use escape::{escape, escape_bytes};
+pub use freshness::PEER_MARGIN;
 pub use futures_util::future::BoxFuture;
-pub use getter::{
-    Getter, GetterFn, GetterFnCtx, PeerGetter, PeerGetterFn, PeerPicker, getter_fn, getter_fn_ctx,
-    peer_getter_fn,
-};
-pub use group::{
-    DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_CONCURRENT_LOADS, DEFAULT_MAX_VALUE_BYTES,
-    DEFAULT_WRITE_TIMEOUT, ENTRY_OVERHEAD, Group, GroupBuilder, PEER_MARGIN,
-};
+pub use getter::{Getter, GetterFn, GetterFnCtx, getter_fn, getter_fn_ctx};
+pub use group::Group;
 pub use groups::Groups;
+pub use local::Local;
+pub use peer::{Peer, PeerFn, PeerPicker, peer_fn};
 pub use picker::LatePicker;
 pub use stats::{CacheStats, GroupStats};
+pub use store::ENTRY_OVERHEAD;
 pub use value::{Found, Loaded, Stale, Unreached, Written};
 
 #[cfg(doctest)]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
-use crate::{PeerGetter, PeerPicker};
+use crate::{Peer, PeerPicker};
 
 /// A [`PeerPicker`] whose picker is set later, and may be swapped at any time: for a transport
 /// that needs the groups before it can be built (an in-process one that calls them, a server
@@ -15,12 +15,12 @@ use crate::{PeerGetter, PeerPicker};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use alo_group::{Groups, LatePicker, PeerGetter, PeerPicker};
+/// use alo_group::{Groups, LatePicker, Peer, PeerPicker};
 ///
 /// /// A picker that names no peer: a stand-in for a transport's.
 /// struct Alone;
 /// impl PeerPicker for Alone {
-///     fn pick_peer(&self, _key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+///     fn pick_peer(&self, _key: &[u8]) -> Option<Arc<dyn Peer>> {
 ///         None
 ///     }
 /// }
@@ -65,15 +65,15 @@ impl LatePicker {
 }
 
 impl PeerPicker for LatePicker {
-    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         self.read().as_ref()?.pick_peer(key)
     }
 
-    fn pick_owner(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+    fn pick_owner(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         self.read().as_ref()?.pick_owner(key)
     }
 
-    fn other_members(&self) -> Vec<Arc<dyn PeerGetter>> {
+    fn other_members(&self) -> Vec<Arc<dyn Peer>> {
         self.read()
             .as_ref()
             .map(|p| p.other_members())

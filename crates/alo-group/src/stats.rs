@@ -67,10 +67,13 @@ pub struct GroupStats {
     /// are `peer_load_errs`.
     pub peer_loads: u64,
     /// Answers from a key's owner that carried no value: not found, an invalid key, its load
-    /// failed or timed out. Each went to the caller as it was, with no load here.
+    /// failed, or its load passed its deadline. Each went to the caller as it was, with no
+    /// load here.
     pub peer_load_errs: u64,
-    /// Peer requests that got no answer (unreachable, reset, hung, marked down while waiting);
-    /// each fell back to a local load, except one that used up the load's deadline.
+    /// Peer requests that got no answer (`LoadError::Unreachable`): refused, reset, marked down
+    /// while waiting, an answer outside the protocol, or none by the deadline. Each fell back to
+    /// a load here while the load had time left; otherwise the callers got `Error::Timeout`, also
+    /// counted in `load_timeouts`.
     pub peer_errors: u64,
     /// Gets that missed both caches and went on to load (`gets - cache_hits`, less refusals).
     pub loads: u64,
@@ -82,8 +85,9 @@ pub struct GroupStats {
     pub local_load_errs: u64,
     /// Gets that came from peers (`get_local` calls).
     pub server_requests: u64,
-    /// Loads dropped at their deadline: a getter call, or a wait for a peer, that took longer
-    /// than the group's load timeout (plus the peer margin for a peer). Nothing was cached.
+    /// Loads dropped at their deadline: a getter call (or its wait for a turn) that passed it,
+    /// or a wait for a peer without an answer that left no time to load here. Nothing was
+    /// cached.
     pub load_timeouts: u64,
     /// Values served but not cached because they are larger than the group's largest cacheable
     /// value (or than its cache).

@@ -7,9 +7,8 @@
 //! ```
 //!
 //! Each node is a [`Groups`] registry. A key belongs to the node its last byte names, modulo the
-//! number of nodes ([`Cluster::owner`]); a node asks the owner's group of the same name with
-//! [`Group::lookup_local`], and writes reach it through [`Group::set_local`],
-//! [`Group::remove_local`] and [`Group::purge_local`], as a real transport would. A node can be
+//! number of nodes ([`Cluster::owner`]); a node asks the owner's group of the same name through
+//! its owner's side, [`Group::local`], for gets and writes alike, as a real transport would. A node can be
 //! taken down ([`Cluster::set_down`]): the others then get [`LoadError::Unreachable`] from it and
 //! load its keys themselves.
 //!
@@ -42,13 +41,11 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::{
-    BoxFuture, Error, Found, Group, GroupBuilder, Groups, LoadError, PeerGetter, PeerPicker,
-};
+use crate::{BoxFuture, Error, Found, Group, GroupBuilder, Groups, LoadError, Peer, PeerPicker};
 
 /// Gets [`get_until_hot`] makes before it gives up: a peer's value is kept one time in ten, so
 /// 500 misses in a row happen about once in 10^23.
@@ -201,7 +198,7 @@ struct Picker {
 
 impl Picker {
     /// The node that owns `key`, if it is another one and the cluster still exists.
-    fn other_owner(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+    fn other_owner(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         let nodes = self.nodes.upgrade()?;
         let owner = owner(key, nodes.len());
         (owner != self.me).then(|| peer(nodes, owner))
@@ -209,7 +206,7 @@ impl Picker {
 }
 
 impl PeerPicker for Picker {
-    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         let nodes = self.nodes.upgrade()?;
         let owner = owner(key, nodes.len());
         // A down owner is skipped for reads, as a transport's health check would.
@@ -219,11 +216,11 @@ impl PeerPicker for Picker {
         Some(peer(nodes, owner))
     }
 
-    fn pick_owner(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+    fn pick_owner(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         self.other_owner(key)
     }
 
-    fn other_members(&self) -> Vec<Arc<dyn PeerGetter>> {
+    fn other_members(&self) -> Vec<Arc<dyn Peer>> {
         let Some(nodes) = self.nodes.upgrade() else {
             return Vec::new();
         };
@@ -235,17 +232,17 @@ impl PeerPicker for Picker {
 }
 
 /// Node `i` of `nodes` as a peer.
-fn peer(nodes: Arc<Vec<Node>>, i: usize) -> Arc<dyn PeerGetter> {
-    Arc::new(Peer { nodes, i })
+fn peer(nodes: Arc<Vec<Node>>, i: usize) -> Arc<dyn Peer> {
+    Arc::new(InProcess { nodes, i })
 }
 
 /// A node, as a peer: calls its groups directly.
-struct Peer {
+struct InProcess {
     nodes: Arc<Vec<Node>>,
     i: usize,
 }
 
-impl Peer {
+impl InProcess {
     /// The node's group `name`, as long as the node is up.
     fn group(&self, name: &str) -> Result<Group, LoadError> {
         let node = &self.nodes[self.i];
@@ -261,13 +258,18 @@ impl Peer {
     }
 }
 
-impl PeerGetter for Peer {
+impl Peer for InProcess {
     fn name(&self) -> &str {
         &self.nodes[self.i].name
     }
 
-    fn get<'a>(&'a self, group: &'a str, key: &'a [u8]) -> BoxFuture<'a, Result<Found, LoadError>> {
-        Box::pin(async move { Ok(self.group(group)?.lookup_local(key).await?) })
+    fn get<'a>(
+        &'a self,
+        group: &'a str,
+        key: &'a [u8],
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Result<Found, LoadError>> {
+        Box::pin(async move { Ok(self.group(group)?.local().lookup(key).await?) })
     }
 
     fn set<'a>(
@@ -276,24 +278,30 @@ impl PeerGetter for Peer {
         key: &'a [u8],
         value: Bytes,
         ttl: Option<Duration>,
+        _deadline: Instant,
     ) -> BoxFuture<'a, Result<(), LoadError>> {
-        Box::pin(async move { Ok(self.group(group)?.set_local(key, value, ttl)?) })
+        Box::pin(async move { Ok(self.group(group)?.local().set(key, value, ttl)?) })
     }
 
     fn remove<'a>(
         &'a self,
         group: &'a str,
         keys: &'a [Bytes],
+        _deadline: Instant,
     ) -> BoxFuture<'a, Result<(), LoadError>> {
         Box::pin(async move {
-            self.group(group)?.remove_local(keys);
+            self.group(group)?.local().remove(keys);
             Ok(())
         })
     }
 
-    fn purge<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<(), LoadError>> {
+    fn purge<'a>(
+        &'a self,
+        group: &'a str,
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
         Box::pin(async move {
-            self.group(group)?.purge_local();
+            self.group(group)?.local().purge();
             Ok(())
         })
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 /// A value and how long it may be served: what a [`Getter`](crate::Getter) or a
-/// [`PeerGetter`](crate::PeerGetter) returns. Made from [`Bytes`] (no expiry of its own: the
+/// [`Peer`](crate::Peer) returns. Made from [`Bytes`] (no expiry of its own: the
 /// group's default TTL applies) or with [`Loaded::with_ttl`].
 ///
 /// The time to live is a duration, not an instant, so that it means the same on every node
@@ -47,7 +47,7 @@ impl From<Bytes> for Loaded {
 
 /// A value a group served, with how fresh it is: what [`Group::lookup`](crate::Group::lookup)
 /// returns, what a server turns into response headers, and what a
-/// [`PeerGetter`](crate::PeerGetter) makes of them again.
+/// [`Peer`](crate::Peer) makes of them again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Found {
@@ -99,6 +99,15 @@ impl Stale {
             Stale::WhileRevalidate => "while-revalidate",
         }
     }
+
+    /// The reason [`as_str`](Stale::as_str) names, read back; a name it does not know is
+    /// [`IfError`](Stale::IfError), the stricter of the two (neither may be kept).
+    pub fn parse(name: &[u8]) -> Stale {
+        match name {
+            b"while-revalidate" => Stale::WhileRevalidate,
+            _ => Stale::IfError,
+        }
+    }
 }
 
 /// How far a write ([`Group::set`](crate::Group::set), [`remove`](crate::Group::remove),
@@ -124,7 +133,7 @@ impl Written {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Unreached {
-    /// The member's name (its [`PeerGetter::name`](crate::PeerGetter::name)).
+    /// The member's name (its [`Peer::name`](crate::Peer::name)).
     pub peer: String,
     /// Why: the transport's message.
     pub reason: Arc<str>,

@@ -1,7 +1,7 @@
 //! Writes: set, remove and purge, on this node and across the cluster.
 //!
 //! # Consistency
-//! A write applied on a node (`set_local`, `remove_local`, `purge_local`) is atomic there
+//! A write applied on a node ([`Local::set`](crate::Local::set), `remove`, `purge`) is atomic there
 //! against loads: every load or peer fetch of the key that began before it still answers the
 //! callers that were waiting on it, but its value is not put into a cache (see the ledger), and
 //! a get that begins after it does not join such a load.
@@ -22,17 +22,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::future::join_all;
+use futures_util::future::{BoxFuture, join_all};
 
 use crate::group::Inner;
-use crate::stats::bump;
-use crate::{Error, Group, LoadError, PEER_MARGIN, PeerGetter, Unreached, Written, escape};
+use crate::{Error, Group, LoadError, Unreached, Written, escape};
 
 /// A member other than this node.
-type Peer = Arc<dyn PeerGetter>;
+type Peer = Arc<dyn crate::Peer>;
 
 impl Group {
     /// Stores `key -> value` on the key's owner, to be served for `ttl` (`None`: the group's
@@ -42,7 +41,7 @@ impl Group {
     ///
     /// # Errors
     /// [`Error::EmptyKey`]; [`Error::ZeroTtl`]; [`Error::ValueTooLarge`] above the largest
-    /// cacheable value; [`Error::Unreachable`] when the owner did not store the value, in which
+    /// cacheable value; [`Error::NotStored`] when the owner did not store the value, in which
     /// case no other member was asked.
     pub async fn set(
         &self,
@@ -56,12 +55,14 @@ impl Group {
         let inner = &self.inner;
         let owner = inner.picker.as_ref().and_then(|p| p.pick_owner(&key));
         match &owner {
-            None => self.set_local(&key, value, ttl)?,
+            None => self.local().set(&key, value, ttl)?,
             Some(peer) => {
-                let stored = inner.send(peer.set(&inner.name, &key, value, ttl)).await;
+                let stored = inner
+                    .send(|deadline| peer.set(&inner.name, &key, value, ttl, deadline))
+                    .await;
                 if let Err(e) = stored {
                     tracing::warn!(group = %inner.name, owner = peer.name(), error = %escape(&e), "set: the owner did not store the value");
-                    return Err(Error::Unreachable(e.to_string().into()));
+                    return Err(Error::NotStored(e.to_string().into()));
                 }
             }
         }
@@ -110,9 +111,10 @@ impl Group {
                 }
             }
         }
-        self.remove_local(&mine);
+        self.local().remove(&mine);
         let sent = owners.values().map(|(peer, keys)| async move {
-            (peer, inner.send(peer.remove(&inner.name, keys)).await)
+            let removed = inner.send(|deadline| peer.remove(&inner.name, keys, deadline));
+            (peer, removed.await)
         });
         let mut unreachable = Vec::new();
         for (peer, result) in join_all(sent).await {
@@ -124,7 +126,7 @@ impl Group {
         // dropped already, and the others all the keys.
         let mine: HashSet<&Bytes> = mine.iter().collect();
         let theirs: Vec<Bytes> = keys.iter().filter(|k| !mine.contains(k)).cloned().collect();
-        self.remove_local(&theirs);
+        self.local().remove(&theirs);
         let peers = self.peers().into_iter().map(Member::Peer).collect();
         let mut written = self.remove_on(peers, keys).await;
         written.members += 1;
@@ -145,10 +147,10 @@ impl Group {
         // Alone, there is nobody to fetch a copy from between two rounds.
         let rounds = if peers.is_empty() { 1 } else { 2 };
         for _round in 0..rounds {
-            self.purge_local();
-            let sent = peers
-                .iter()
-                .map(|peer| async move { (peer, inner.send(peer.purge(&inner.name)).await) });
+            self.local().purge();
+            let sent = peers.iter().map(|peer| async move {
+                (peer, inner.send(|d| peer.purge(&inner.name, d)).await)
+            });
             for (peer, result) in join_all(sent).await {
                 if let Err(e) = result {
                     note(&mut written.unreachable, peer, &e);
@@ -161,73 +163,6 @@ impl Group {
         written
     }
 
-    /// Stores `key -> value` here, as the key's owner, for `ttl` (`None`: the group's default):
-    /// what a peer's set is answered with. Loads of the key in flight here keep their value
-    /// out of the caches; the hot copy, if any, is dropped.
-    ///
-    /// # Errors
-    /// [`Error::EmptyKey`]; [`Error::ZeroTtl`]; [`Error::ValueTooLarge`] above the largest
-    /// cacheable value.
-    pub fn set_local(
-        &self,
-        key: impl AsRef<[u8]>,
-        value: impl Into<Bytes>,
-        ttl: Option<Duration>,
-    ) -> Result<(), Error> {
-        let inner = &self.inner;
-        let key = Bytes::copy_from_slice(key.as_ref());
-        let value = value.into();
-        inner.check_set(&key, &value, ttl)?;
-        let stored = inner.store(key, &value, ttl);
-        if !stored {
-            return Err(Error::ValueTooLarge {
-                bytes: value.len(),
-                max: inner.max_value_bytes,
-            });
-        }
-        bump(&inner.counters.sets);
-        Ok(())
-    }
-
-    /// Drops `keys` from both caches here: what a peer's remove is answered with. Loads of them
-    /// in flight here keep their value out of the caches, and gets that begin after this
-    /// returns start new loads.
-    pub fn remove_local(&self, keys: &[Bytes]) {
-        if keys.is_empty() {
-            return;
-        }
-        let inner = &self.inner;
-        inner.ledger.write(keys, || {
-            for key in keys {
-                inner.remote.forget(key);
-                inner.local.forget(key);
-                inner.main.remove(key);
-                if let Some(hot) = &inner.hot {
-                    hot.remove(key);
-                }
-            }
-        });
-        inner
-            .counters
-            .removes
-            .fetch_add(keys.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Drops every entry here: what a peer's purge is answered with. Loads in flight here keep
-    /// their values out of the caches, and gets that begin after this returns start new loads.
-    pub fn purge_local(&self) {
-        let inner = &self.inner;
-        inner.ledger.purge(|| {
-            inner.remote.forget_all();
-            inner.local.forget_all();
-            inner.main.clear();
-            if let Some(hot) = &inner.hot {
-                hot.clear();
-            }
-        });
-        bump(&inner.counters.purges);
-    }
-
     /// Has `members` drop `keys`: this node at once, the others in parallel.
     async fn remove_on(&self, members: Vec<Member>, keys: &[Bytes]) -> Written {
         let inner = &self.inner;
@@ -238,9 +173,11 @@ impl Group {
         let mut sends = Vec::new();
         for member in &members {
             match member {
-                Member::Local => self.remove_local(keys),
-                Member::Peer(peer) => sends
-                    .push(async move { (peer, inner.send(peer.remove(&inner.name, keys)).await) }),
+                Member::Local => self.local().remove(keys),
+                Member::Peer(peer) => sends.push(async move {
+                    let removed = inner.send(|deadline| peer.remove(&inner.name, keys, deadline));
+                    (peer, removed.await)
+                }),
             }
         }
         for (peer, result) in join_all(sends).await {
@@ -271,34 +208,38 @@ impl Group {
 }
 
 impl Inner {
-    fn check_set(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
+    pub(crate) fn check_set(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
         if key.is_empty() {
             return Err(Error::EmptyKey);
         }
         if ttl == Some(Duration::ZERO) {
             return Err(Error::ZeroTtl);
         }
-        if value.len() > self.max_value_bytes {
+        if value.len() > self.store.max_value_bytes {
             return Err(Error::ValueTooLarge {
                 bytes: value.len(),
-                max: self.max_value_bytes,
+                max: self.store.max_value_bytes,
             });
         }
         Ok(())
     }
 
-    /// One write to a peer, within the write timeout and the margin for the transport's own
-    /// answer (a transport that keeps the same deadline says first why it gave up).
-    async fn send(
+    /// One write to a peer, given the write's deadline; the group stops waiting half a
+    /// [`PEER_MARGIN`](crate::PEER_MARGIN) after it, should the transport not keep it.
+    async fn send<'a>(
         &self,
-        write: impl Future<Output = Result<(), LoadError>>,
+        write: impl FnOnce(Instant) -> BoxFuture<'a, Result<(), LoadError>>,
     ) -> Result<(), LoadError> {
-        let wait = self.write_timeout + PEER_MARGIN;
-        tokio::time::timeout(wait, write).await.unwrap_or_else(|_| {
-            Err(LoadError::unreachable(format_args!(
-                "no answer within {wait:?}"
-            )))
-        })
+        let deadline = self.deadlines.write();
+        let backstop = self.deadlines.backstop(deadline);
+        tokio::time::timeout_at(backstop, write(deadline))
+            .await
+            .unwrap_or_else(|_| Err(LoadError::unreachable("no answer by the deadline")))
     }
 }
 

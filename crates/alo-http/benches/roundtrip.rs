@@ -6,7 +6,7 @@
 //!   returns the fixed value, its cache warmed before timing. The timed operation is the peer
 //!   request exactly as a non-owner node makes it: the `HttpGetter` that an `HttpPool` (self URL
 //!   `http://127.0.0.1:1`, peers: that and the owner) picks for a key the ring gives the owner,
-//!   `getter.get("g", key).await`, through `dyn PeerGetter` as a group calls it. That the owner
+//!   `getter.get("g", key).await`, through `dyn Peer` as a group calls it. That the owner
 //!   called its getter once only (the warm-up) is checked afterwards.
 //! - `bare_hyper`: a minimal hyper 1.x http1 server on `127.0.0.1:0` (`service_fn` answering any
 //!   request with `Response::new(Full::new(value))`, `set_nodelay(true)` on each accepted
@@ -34,7 +34,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alo_group::{Group, Groups, PeerGetter, PeerPicker, getter_fn};
+use alo_group::{Group, Groups, Peer, PeerPicker, getter_fn};
 use alo_http::{HttpPool, PoolOptions, ServerOptions, serve};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -72,7 +72,7 @@ impl Owner {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("bound"));
         let pool = HttpPool::new(&url, PoolOptions::default()).expect("valid URL");
-        pool.set_peers([url.as_str(), ASKER_URL])
+        pool.set_members([url.as_str(), ASKER_URL])
             .expect("valid URLs");
         let groups = Groups::with_picker(pool);
         let group = groups
@@ -109,14 +109,15 @@ impl Owner {
 struct Asker {
     /// Kept so the pool (and its client) outlive the benchmark.
     _pool: Arc<HttpPool>,
-    getter: Arc<dyn PeerGetter>,
+    getter: Arc<dyn Peer>,
     key: Vec<u8>,
 }
 
 impl Asker {
     fn new(owner_url: &str) -> Asker {
         let pool = HttpPool::new(ASKER_URL, PoolOptions::default()).expect("valid URL");
-        pool.set_peers([ASKER_URL, owner_url]).expect("valid URLs");
+        pool.set_members([ASKER_URL, owner_url])
+            .expect("valid URLs");
         let (key, getter) = (0..1000)
             .map(|n| format!("key-{n}").into_bytes())
             .find_map(|key| pool.pick_peer(&key).map(|getter| (key, getter)))
@@ -129,8 +130,9 @@ impl Asker {
     }
 
     async fn get(&self) -> Bytes {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         self.getter
-            .get(GROUP, &self.key)
+            .get(GROUP, &self.key, deadline)
             .await
             .expect("the owner answers")
             .value

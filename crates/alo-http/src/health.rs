@@ -1,11 +1,13 @@
 //! Whether a peer is up: consecutive failures mark it down for a growing backoff, one probe at
-//! a time brings it back.
+//! a time brings it back; a request that waits long asks for a probe, so a peer that hangs with
+//! its connections open is found out. And the peer's counters, as `/stats` shows them.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use alo_group::{BoxFuture, escape};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -37,6 +39,8 @@ pub(crate) struct Health {
     marked_down: AtomicU64,
     marked_up: AtomicU64,
     failures_total: AtomicU64,
+    batches: AtomicU64,
+    batched_keys: AtomicU64,
 }
 
 struct State {
@@ -91,6 +95,8 @@ impl Health {
             marked_down: AtomicU64::new(0),
             marked_up: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            batched_keys: AtomicU64::new(0),
         }
     }
 
@@ -139,7 +145,7 @@ impl Health {
         }
         self.went_down.notify_waiters();
         self.marked_down.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(peer = %self.peer, reason = %alo_group::escape(reason), failures = self.options.failures, "peer marked down; its keys load locally until a probe answers");
+        tracing::warn!(peer = %self.peer, reason = %escape(reason), failures = self.options.failures, "peer marked down; its keys load locally until a probe answers");
         Change::WentDown
     }
 
@@ -152,12 +158,18 @@ impl Health {
     }
 
     /// Claims the right to probe; `false` when a probe is running already.
-    pub(crate) fn start_probe(&self) -> bool {
+    fn start_probe(&self) -> bool {
         !self.probing.swap(true, Ordering::AcqRel)
     }
 
-    pub(crate) fn end_probe(&self) {
+    fn end_probe(&self) {
         self.probing.store(false, Ordering::Release);
+    }
+
+    /// A batch get of `keys` keys was sent.
+    pub(crate) fn batched(&self, keys: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.batched_keys.fetch_add(keys as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn stats(&self) -> PeerStats {
@@ -168,13 +180,73 @@ impl Health {
             failures: self.failures_total.load(Ordering::Relaxed),
             marked_down: self.marked_down.load(Ordering::Relaxed),
             marked_up: self.marked_up.load(Ordering::Relaxed),
-            batches: 0,
-            batched_keys: 0,
+            batches: self.batches.load(Ordering::Relaxed),
+            batched_keys: self.batched_keys.load(Ordering::Relaxed),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A peer whose health is kept here: what probing needs of it.
+pub(crate) trait Probed: Send + Sync + 'static {
+    fn health(&self) -> &Health;
+
+    /// One probe (`GET {base}`), within the probe timeout: any HTTP answer means the peer is
+    /// serving. `Err` with why not.
+    fn probe(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// Counts a failure against `peer`; the one that marks it down starts bringing it back.
+pub(crate) fn failed<P: Probed>(peer: &Arc<P>, reason: &dyn fmt::Display) {
+    if peer.health().failure(reason) == Change::WentDown {
+        tokio::spawn(revive(Arc::downgrade(peer)));
+    }
+}
+
+/// Probes `peer` on a task of its own, unless a probe is running already: a request that has
+/// waited a probe timeout asks whether the peer is slow or hung.
+pub(crate) fn probe_soon<P: Probed>(peer: &Arc<P>) {
+    if !peer.health().start_probe() {
+        return;
+    }
+    let peer = Arc::clone(peer);
+    tokio::spawn(async move {
+        let result = peer.probe().await;
+        peer.health().end_probe();
+        match result {
+            Ok(()) => peer.health().success(),
+            Err(reason) => failed(&peer, &reason),
+        }
+    });
+}
+
+/// Brings a down peer back: waits its backoff, probes, and again with a doubled backoff until a
+/// probe answers. Ends when the peer is up, or gone from the membership.
+async fn revive<P: Probed>(peer: Weak<P>) {
+    loop {
+        let Some(wait) = peer.upgrade().map(|p| p.health().next_backoff()) else {
+            return;
+        };
+        tokio::time::sleep(wait).await;
+        let Some(peer) = peer.upgrade() else { return };
+        let health = peer.health();
+        if !health.is_down() {
+            return;
+        }
+        if !health.start_probe() {
+            continue;
+        }
+        let result = peer.probe().await;
+        health.end_probe();
+        match result {
+            Ok(()) => return health.success(),
+            Err(reason) => {
+                health.failure(&reason);
+            }
+        }
     }
 }
 

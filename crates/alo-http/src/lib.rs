@@ -1,6 +1,7 @@
 //! alo's peers over HTTP: a hyper 1.x server that answers peers' requests for a node's groups, a
 //! pooled keep-alive client, and [`HttpPool`], the `PeerPicker` that names each key's owner with
-//! a consistent-hash ring.
+//! a consistent-hash ring. It is the peer transport only: a node answers its own clients
+//! with the pieces of [`protocol`] (alo-node does).
 //!
 //! A node builds one [`HttpPool`] with its own URL, gives it to its [`alo_group::Groups`] as the
 //! picker, and serves the groups with [`serve`] on a listener it binds. The wire protocol is in
@@ -21,7 +22,7 @@
 //! let mut nodes = Vec::new();
 //! for (listener, url) in [(a, &urls[0]), (b, &urls[1])] {
 //!     let pool = HttpPool::new(url, PoolOptions::default())?;
-//!     pool.set_peers(&urls)?;
+//!     pool.set_members(&urls)?;
 //!     let groups = Groups::with_picker(pool);
 //!     let me = url.clone();
 //!     groups.create("greetings", 1 << 20, getter_fn(move |key: Bytes| {
@@ -46,34 +47,30 @@
 
 mod auth;
 mod client;
-mod conn;
-mod conns;
 mod error;
 mod health;
-mod pool;
-mod protocol;
+mod picker;
+pub mod protocol;
 mod server;
 
 pub use auth::{AUTH_HEADER, PeerSecrets, REPLAY_WINDOW, WRITES_REMEMBERED};
-pub use client::HttpGetter;
-pub use conn::serve_with;
 pub use error::Error;
 pub use health::PeerStats;
-pub use pool::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BATCH_KEYS, HttpPool, PoolOptions};
-pub use protocol::{
-    ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, STALE_HEADER, TOO_LARGE,
-    TTL_HEADER, TTL_QUERY, UNAUTHORIZED, UNKNOWN_GROUP,
+pub use picker::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BATCH_KEYS, HttpPool, PoolOptions, PoolOptionsBuilder,
 };
-pub use server::{Asker, DEFAULT_MAX_KEY_BYTES, ServerOptions, respond, respond_write, serve};
+pub use server::{
+    DEFAULT_MAX_KEY_BYTES, ServerOptions, ServerOptionsBuilder, read_body, serve, serve_with,
+};
 
 /// The path under which groups are served unless configured otherwise.
 pub const DEFAULT_BASE_PATH: &str = "/_alo/";
 
-fn check_base_path(base_path: String) -> Result<String, Error> {
+fn check_base_path(base_path: &str) -> Result<(), Error> {
     if base_path.starts_with('/') && base_path.ends_with('/') {
-        Ok(base_path)
+        Ok(())
     } else {
-        Err(Error::InvalidBasePath(base_path))
+        Err(Error::InvalidBasePath(base_path.to_string()))
     }
 }
 

@@ -325,9 +325,9 @@ impl View {
             self.pending = Some(members);
             return Ok(());
         }
-        let before = self.pool.peers();
-        self.pool.set_peers(&members)?;
-        let after = self.pool.peers();
+        let before = self.pool.members();
+        self.pool.set_members(&members)?;
+        let after = self.pool.members();
         let first = self.applied.is_none();
         self.applied = Some(members);
         self.pending = None;

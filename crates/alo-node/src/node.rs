@@ -5,8 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alo_group::{Getter, Group, Groups, PEER_MARGIN};
-use alo_http::{HttpPool, PeerSecrets, PoolOptions, ServerOptions, serve, serve_with};
+use alo_group::{Getter, Group, Groups};
+use alo_http::{
+    HttpPool, PeerSecrets, PoolOptions, ServerOptions, ServerOptionsBuilder, serve, serve_with,
+};
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -63,21 +65,11 @@ pub async fn run(
     let self_url = self_url(&config, peer_addr)?;
 
     let load_timeout = Duration::from_millis(config.load_timeout_ms);
-    let origin_timeout = Duration::from_millis(config.origin_timeout_ms);
-    if load_timeout < origin_timeout {
-        tracing::warn!(
-            ?load_timeout,
-            ?origin_timeout,
-            "the load timeout is shorter than the origin timeout: slow origin requests will be cut at the load timeout"
-        );
-    }
-    // The owner has the load timeout; its answer gets half the group's margin to arrive, so
-    // the pool gives up (and tells why) just before the group stops waiting.
     let write_timeout = Duration::from_millis(config.peer_write_timeout_ms);
     let max_batch_keys = usize::try_from(config.peer_max_batch_keys).unwrap_or(usize::MAX);
-    let mut pool_options = PoolOptions::default()
-        .timeout(load_timeout + PEER_MARGIN / 2)
-        .write_timeout(write_timeout)
+    // How long a request to a member may take is not set here: each has its load's or its
+    // write's deadline, which the groups give.
+    let mut pool_options = PoolOptions::builder()
         .connect_timeout(Duration::from_millis(config.peer_connect_timeout_ms))
         .max_batch_keys(max_batch_keys)
         .max_response_bytes(config.max_value_bytes);
@@ -96,7 +88,7 @@ pub async fn run(
         }
         None => None,
     };
-    let pool = HttpPool::new(&self_url, pool_options)?;
+    let pool = HttpPool::new(&self_url, pool_options.build()?)?;
     let requests = reload
         .take_requests()
         .context("this Reload already serves another node")?;
@@ -126,6 +118,8 @@ pub async fn run(
     };
     let mut names = Vec::new();
     if let Some(url) = &config.origin_url {
+        // A request to the origin has what is left of its load's deadline, at most this.
+        let origin_timeout = Duration::from_millis(config.origin_timeout_ms);
         let max_bytes = config.max_value_bytes;
         let origin = UrlOrigin::new(
             url,
@@ -157,20 +151,21 @@ pub async fn run(
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let limits = server_options(&config)?;
-    let api_options = limits.clone().base_path("/api/")?;
     let api = Api {
         groups: groups.clone(),
         pool: Arc::clone(&pool),
         membership,
-        options: api_options.clone(),
+        max_key_bytes: alo_http::DEFAULT_MAX_KEY_BYTES,
+        max_body_bytes: config.max_value_bytes,
+        body_timeout: Duration::from_millis(config.header_read_timeout_ms),
         allow_writes: config.allow_writes,
     };
-    let peer_options = limits.max_batch_keys(max_batch_keys);
-    let peer_options = match secrets {
-        Some(secrets) => peer_options.peer_secrets(secrets, pool.self_url())?,
-        None => peer_options,
-    };
+    let api_options = server_options(&config).build()?;
+    let mut peer_options = server_options(&config).max_batch_keys(max_batch_keys);
+    if let Some(secrets) = secrets {
+        peer_options = peer_options.peer_secrets(secrets, pool.self_url());
+    }
+    let peer_options = peer_options.build()?;
     let peers = serve(
         peer_listener,
         groups,
@@ -217,16 +212,16 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// The connection limits of both listeners, from the flags.
-fn server_options(config: &Config) -> anyhow::Result<ServerOptions> {
+fn server_options(config: &Config) -> ServerOptionsBuilder {
     let ms = Duration::from_millis;
-    Ok(ServerOptions::default()
+    ServerOptions::builder()
         .max_body_bytes(config.max_value_bytes)
-        .max_connections(config.max_connections)?
-        .header_read_timeout(ms(config.header_read_timeout_ms))?
-        .max_header_bytes(config.max_header_bytes)?
-        .idle_timeout(ms(config.idle_timeout_ms))?
-        .write_timeout(ms(config.write_timeout_ms))?
-        .shutdown_timeout(ms(config.shutdown_timeout_ms))?)
+        .max_connections(config.max_connections)
+        .header_read_timeout(ms(config.header_read_timeout_ms))
+        .max_header_bytes(config.max_header_bytes)
+        .idle_timeout(ms(config.idle_timeout_ms))
+        .write_timeout(ms(config.write_timeout_ms))
+        .shutdown_timeout(ms(config.shutdown_timeout_ms))
 }
 
 /// This node's URL: `--self-url`, or `http://` and the peer listener's address, which must not be

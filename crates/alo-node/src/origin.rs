@@ -63,15 +63,16 @@ const KEY_IN_URL: &AsciiSet = &NON_ALPHANUMERIC
 pub struct UrlOrigin {
     base: String,
     client: Client<HttpConnector, Empty<Bytes>>,
+    /// The most a request may take, whatever its load's deadline leaves.
     timeout: Duration,
     /// The largest body accepted: the node's largest value.
     max_bytes: usize,
 }
 
 impl UrlOrigin {
-    /// An origin at `base` (`http://host[:port][/path]`), whose requests take at most `timeout`
-    /// and whose bodies hold at most `max_bytes`, over at most `max_connections` idle
-    /// connections (the group's turns bound those in use).
+    /// An origin at `base` (`http://host[:port][/path]`), whose requests take what is left of
+    /// their load's deadline and at most `timeout`, and whose bodies hold at most `max_bytes`,
+    /// over at most `max_connections` idle connections (the group's turns bound those in use).
     ///
     /// # Errors
     /// When `base` is not an `http://` URL, has a port that is not 1-65535, or has a query or
@@ -110,7 +111,8 @@ impl UrlOrigin {
         })
     }
 
-    async fn fetch(&self, key: &[u8]) -> Result<Bytes, LoadError> {
+    /// `GET {base}/{key}` within `timeout`.
+    async fn fetch(&self, key: &[u8], timeout: Duration) -> Result<Bytes, LoadError> {
         let key = std::str::from_utf8(key)
             .map_err(|_| LoadError::InvalidKey("an origin URL key must be UTF-8".into()))?;
         // The origin, or a proxy before it, would resolve `..` against the base and serve what
@@ -148,12 +150,11 @@ impl UrlOrigin {
             }
         };
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(self.timeout, exchange)
+        let result = tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or_else(|_| {
                 Err(LoadError::failed(format_args!(
-                    "origin {url}: no answer within {:?}",
-                    self.timeout
+                    "origin {url}: no answer within {timeout:?}"
                 )))
             });
         tracing::info!(%url, ok = result.is_ok(), elapsed = ?started.elapsed(), "origin load");
@@ -163,18 +164,16 @@ impl UrlOrigin {
 
 impl Getter for UrlOrigin {
     fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
-        Box::pin(async move { self.fetch(ctx.key()).await.map(Loaded::new) })
+        // What is left of the load's deadline, at most `--origin-timeout-ms`: the request gives
+        // up with a reason before the group gives up without one.
+        let timeout = ctx.remaining().min(self.timeout);
+        Box::pin(async move { self.fetch(ctx.key(), timeout).await.map(Loaded::new) })
     }
 }
 
 /// At most this many files are read at once; further loads wait for a turn. Each read holds a
 /// thread of tokio's blocking pool, which the rest of the node shares.
 const MAX_READS: usize = 32;
-
-/// How long a load waits for its turn and its read together. A read stuck in the kernel (a hung
-/// network filesystem) cannot be cancelled: its thread and its turn stay taken until the
-/// filesystem answers, but the load gives up.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Flags added to every open. `NONBLOCK`: opening a FIFO without a writer returns at once instead
 /// of waiting for one (the handle is then refused as not a regular file); reads of regular files
@@ -222,11 +221,12 @@ impl DirOrigin {
         })
     }
 
-    async fn read(&self, key: &[u8]) -> Result<Bytes, LoadError> {
+    /// The file `key` names, by `deadline`.
+    async fn read(&self, key: &[u8], deadline: std::time::Instant) -> Result<Bytes, LoadError> {
         let relative = relative_path(key)?;
         let path = self.root.join(&relative);
         let started = std::time::Instant::now();
-        let result = match self.read_blocking(relative).await {
+        let result = match self.read_blocking(relative, deadline).await {
             Ok(Ok(Read::Bytes(bytes))) => Ok(Bytes::from(bytes)),
             Ok(Ok(Read::NotAFile)) => Err(LoadError::NotFound),
             Ok(Ok(Read::TooLarge)) => Err(LoadError::failed(format_args!(
@@ -241,9 +241,15 @@ impl DirOrigin {
         result
     }
 
-    /// Opens, checks and reads the file on the blocking pool, once a turn is free, within
-    /// [`READ_TIMEOUT`].
-    async fn read_blocking(&self, relative: PathBuf) -> Result<std::io::Result<Read>, LoadError> {
+    /// Opens, checks and reads the file on the blocking pool, once a turn is free, by
+    /// `deadline` (its load's). A read stuck in the kernel (a hung network filesystem) cannot be
+    /// cancelled: its thread and its turn stay taken until the filesystem answers, but the load
+    /// gives up.
+    async fn read_blocking(
+        &self,
+        relative: PathBuf,
+        deadline: std::time::Instant,
+    ) -> Result<std::io::Result<Read>, LoadError> {
         let dir = Arc::clone(&self.dir);
         let reads = Arc::clone(&self.reads);
         let max_bytes = self.max_bytes;
@@ -261,7 +267,7 @@ impl DirOrigin {
             .await
             .map_err(|e| LoadError::failed(format_args!("reading the file failed: {e}")))
         };
-        tokio::time::timeout(READ_TIMEOUT, read)
+        tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), read)
             .await
             .unwrap_or_else(|_| Err(LoadError::failed("reading the file timed out")))
     }
@@ -337,7 +343,7 @@ fn open_error(e: &std::io::Error, path: &Path) -> LoadError {
 
 impl Getter for DirOrigin {
     fn get(&self, ctx: LoadContext) -> BoxFuture<'_, Result<Loaded, LoadError>> {
-        Box::pin(async move { self.read(ctx.key()).await.map(Loaded::new) })
+        Box::pin(async move { self.read(ctx.key(), ctx.deadline()).await.map(Loaded::new) })
     }
 }
 
@@ -359,7 +365,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_load_waiting_for_a_turn_gives_up_at_the_read_timeout() {
+    async fn a_load_waiting_for_a_turn_gives_up_at_its_deadline() {
         let root = tempfile::tempdir().expect("temp dir");
         std::fs::write(root.path().join("f"), "x").expect("write");
         let origin = DirOrigin::new(root.path(), 10).expect("a directory");
@@ -369,11 +375,12 @@ mod tests {
             .await
             .expect("open");
         let started = tokio::time::Instant::now();
-        let load = || LoadContext::new("f", Duration::MAX);
-        let got = origin.get(load()).await;
+        let deadline = Duration::from_secs(7);
+        let got = origin.get(LoadContext::new("f", deadline)).await;
         assert_eq!(got, Err(LoadError::failed("reading the file timed out")));
-        assert_eq!(started.elapsed(), READ_TIMEOUT);
+        assert_eq!(started.elapsed(), deadline);
         drop(turns);
-        assert_eq!(origin.get(load()).await, Ok(Loaded::new("x")));
+        let load = LoadContext::new("f", Duration::from_secs(60));
+        assert_eq!(origin.get(load).await, Ok(Loaded::new("x")));
     }
 }

@@ -89,7 +89,7 @@ async fn values_fetched_over_http_hold_only_their_own_bytes() {
     ));
 
     let pool = HttpPool::new("http://127.0.0.1:1", PoolOptions::default()).expect("valid");
-    pool.set_peers(["http://127.0.0.1:1", &owner_url])
+    pool.set_members(["http://127.0.0.1:1", &owner_url])
         .expect("valid");
     let local = getter_fn(|key: Bytes| async move { Ok(value_of(&key)) });
     let asker = Group::builder("g", local)

@@ -2,8 +2,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use alo_group::{BoxFuture, Found, Getter, LoadContext, LoadError, Loaded, PeerGetter, PeerPicker};
+use alo_group::{BoxFuture, Found, Getter, LoadContext, LoadError, Loaded, Peer, PeerPicker};
 use bytes::Bytes;
 
 /// Answers `value:<key>` for every key but `missing` and `broken`, and counts its calls.
@@ -44,12 +45,17 @@ pub(crate) struct FakePeer {
     pub(crate) failing: AtomicBool,
 }
 
-impl PeerGetter for FakePeer {
+impl Peer for FakePeer {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn get<'a>(&'a self, group: &'a str, key: &'a [u8]) -> BoxFuture<'a, Result<Found, LoadError>> {
+    fn get<'a>(
+        &'a self,
+        group: &'a str,
+        key: &'a [u8],
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Result<Found, LoadError>> {
         let key = Bytes::copy_from_slice(key);
         self.asked
             .lock()
@@ -106,8 +112,8 @@ impl Router {
 }
 
 impl PeerPicker for Router {
-    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         self.picks.fetch_add(1, Ordering::SeqCst);
-        Router::owner(key).map(|id| Arc::clone(&self.peers[id - 1]) as Arc<dyn PeerGetter>)
+        Router::owner(key).map(|id| Arc::clone(&self.peers[id - 1]) as Arc<dyn Peer>)
     }
 }

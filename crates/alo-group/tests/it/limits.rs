@@ -1,13 +1,14 @@
 //! What a group bounds: getter calls at once (a burst of cold keys waits its turn within its
-//! deadline), and how long a write waits for a member that does not answer.
+//! deadline), how long a write waits for a member that does not answer, and how one load's
+//! deadline flows down to the peer and the getter.
 
 use std::future::pending;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as StdInstant};
 
 use alo_group::{
-    BoxFuture, Error, Found, Group, LoadContext, LoadError, PeerGetter, PeerPicker, getter_fn_ctx,
+    BoxFuture, Error, Found, Group, LoadContext, LoadError, Peer, PeerPicker, getter_fn_ctx,
 };
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -103,23 +104,36 @@ fn no_getter_calls_at_once_is_refused() {
 #[derive(Default)]
 struct Hung {
     writes: AtomicUsize,
+    /// The deadline of the last remove.
+    deadline: Mutex<Option<StdInstant>>,
 }
 
-impl PeerGetter for Hung {
+impl Peer for Hung {
     fn name(&self) -> &str {
         "hung"
     }
 
-    fn get<'a>(&'a self, _: &'a str, _: &'a [u8]) -> BoxFuture<'a, Result<Found, LoadError>> {
+    fn get<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a [u8],
+        _: StdInstant,
+    ) -> BoxFuture<'a, Result<Found, LoadError>> {
         Box::pin(pending())
     }
 
-    fn remove<'a>(&'a self, _: &'a str, _: &'a [Bytes]) -> BoxFuture<'a, Result<(), LoadError>> {
+    fn remove<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a [Bytes],
+        deadline: StdInstant,
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
         self.writes.fetch_add(1, Ordering::SeqCst);
+        *self.deadline.lock().expect("not poisoned") = Some(deadline);
         Box::pin(pending())
     }
 
-    fn purge<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<(), LoadError>> {
+    fn purge<'a>(&'a self, _: &'a str, _: StdInstant) -> BoxFuture<'a, Result<(), LoadError>> {
         self.writes.fetch_add(1, Ordering::SeqCst);
         Box::pin(pending())
     }
@@ -129,12 +143,12 @@ impl PeerGetter for Hung {
 struct WithHung(Arc<Hung>);
 
 impl PeerPicker for WithHung {
-    fn pick_peer(&self, _: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+    fn pick_peer(&self, _: &[u8]) -> Option<Arc<dyn Peer>> {
         None
     }
 
-    fn other_members(&self) -> Vec<Arc<dyn PeerGetter>> {
-        vec![Arc::clone(&self.0) as Arc<dyn PeerGetter>]
+    fn other_members(&self) -> Vec<Arc<dyn Peer>> {
+        vec![Arc::clone(&self.0) as Arc<dyn Peer>]
     }
 }
 
@@ -151,9 +165,13 @@ async fn a_write_waits_for_a_hung_member_its_write_timeout_not_a_load_timeout() 
         .expect("valid");
     let started = Instant::now();
     let written = group.remove("k").await.expect("removed");
+    // The member was given the write timeout; the group waited half a margin more for a
+    // transport that does not keep its deadline.
+    let given = hung.deadline.lock().expect("not poisoned").expect("asked");
+    assert_eq!(given - started.into_std(), Duration::from_millis(500));
     assert_eq!(
         started.elapsed(),
-        Duration::from_millis(500) + alo_group::PEER_MARGIN
+        Duration::from_millis(500) + alo_group::PEER_MARGIN / 2
     );
     assert_eq!(written.members, 2);
     assert_eq!(written.unreachable.len(), 1);
@@ -164,8 +182,99 @@ async fn a_write_waits_for_a_hung_member_its_write_timeout_not_a_load_timeout() 
     let written = group.purge().await;
     assert_eq!(
         started.elapsed(),
-        2 * (Duration::from_millis(500) + alo_group::PEER_MARGIN)
+        2 * (Duration::from_millis(500) + alo_group::PEER_MARGIN / 2)
     );
     assert_eq!(written.unreachable.len(), 1);
     assert_eq!(hung.writes.load(Ordering::SeqCst), 3);
+}
+
+/// A peer that answers every get "unreachable" after `after`, noting the deadline it was given.
+struct SlowlyGone {
+    after: Duration,
+    deadline: Mutex<Option<StdInstant>>,
+}
+
+impl Peer for SlowlyGone {
+    fn name(&self) -> &str {
+        "slowly-gone"
+    }
+
+    fn get<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a [u8],
+        deadline: StdInstant,
+    ) -> BoxFuture<'a, Result<Found, LoadError>> {
+        *self.deadline.lock().expect("not poisoned") = Some(deadline);
+        Box::pin(async move {
+            tokio::time::sleep(self.after).await;
+            Err(LoadError::unreachable("gone"))
+        })
+    }
+}
+
+/// Names the slowly gone peer the owner of every key.
+struct AlwaysIt(Arc<SlowlyGone>);
+
+impl PeerPicker for AlwaysIt {
+    fn pick_peer(&self, _: &[u8]) -> Option<Arc<dyn Peer>> {
+        Some(Arc::clone(&self.0) as Arc<dyn Peer>)
+    }
+}
+
+/// A group of load timeout 10 s whose every key's owner answers "unreachable" after `after`,
+/// and the deadlines its getter was given.
+fn behind_a_slow_owner(after: Duration) -> (Group, Arc<SlowlyGone>, Arc<Mutex<Vec<StdInstant>>>) {
+    let peer = Arc::new(SlowlyGone {
+        after,
+        deadline: Mutex::default(),
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let noted = Arc::clone(&seen);
+    let getter = getter_fn_ctx(move |ctx: LoadContext| {
+        noted.lock().expect("not poisoned").push(ctx.deadline());
+        async move { Ok::<_, LoadError>(ctx.key().clone()) }
+    });
+    let group = Group::builder("g", getter)
+        .load_timeout(Duration::from_secs(10))
+        .picker(Arc::new(AlwaysIt(Arc::clone(&peer))))
+        .build()
+        .expect("valid");
+    (group, peer, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_deadline_flows_from_the_load_to_the_peer_and_to_the_getter() {
+    let (group, peer, seen) = behind_a_slow_owner(Duration::from_secs(3));
+    let started = Instant::now().into_std();
+    assert_eq!(group.get("k").await.expect("loaded here"), "k");
+    let given = peer.deadline.lock().expect("not poisoned").expect("asked");
+    let load = started + Duration::from_secs(10);
+    assert_eq!(given, load + alo_group::PEER_MARGIN / 2);
+    // The getter has what is left of the load's deadline, not a deadline of its own.
+    assert_eq!(*seen.lock().expect("not poisoned"), [load]);
+    let s = group.stats();
+    assert_eq!((s.peer_errors, s.peer_load_errs, s.local_loads), (1, 0, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_owner_without_an_answer_by_the_deadline_is_a_timeout_and_no_load_here() {
+    let (group, _peer, seen) = behind_a_slow_owner(Duration::from_secs(60));
+    let started = Instant::now();
+    assert_eq!(group.get("k").await, Err(Error::Timeout));
+    // The peer had the load's deadline plus half the margin; the group waited half a margin
+    // more for it.
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(10) + alo_group::PEER_MARGIN
+    );
+    assert!(
+        seen.lock().expect("not poisoned").is_empty(),
+        "no load here"
+    );
+    let s = group.stats();
+    assert_eq!(
+        (s.peer_errors, s.peer_load_errs, s.load_timeouts),
+        (1, 0, 1)
+    );
 }

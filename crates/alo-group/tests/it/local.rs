@@ -147,7 +147,7 @@ async fn an_empty_key_is_refused() {
     let source = Source::default();
     let g = group(&source, 1 << 20);
     assert_eq!(g.get("").await, Err(Error::EmptyKey));
-    assert_eq!(g.get_local(b"").await, Err(Error::EmptyKey));
+    assert_eq!(g.local().get(b"").await, Err(Error::EmptyKey));
     assert_eq!(source.calls(), 0);
 }
 

@@ -85,12 +85,12 @@ async fn a_peers_not_found_is_returned_without_a_local_load() {
 struct NotFoundPeer;
 
 impl alo_group::PeerPicker for NotFoundPeer {
-    fn pick_peer(&self, _key: &[u8]) -> Option<Arc<dyn alo_group::PeerGetter>> {
+    fn pick_peer(&self, _key: &[u8]) -> Option<Arc<dyn alo_group::Peer>> {
         Some(Arc::new(NotFoundPeer))
     }
 }
 
-impl alo_group::PeerGetter for NotFoundPeer {
+impl alo_group::Peer for NotFoundPeer {
     fn name(&self) -> &str {
         "not-found"
     }
@@ -99,6 +99,7 @@ impl alo_group::PeerGetter for NotFoundPeer {
         &'a self,
         _group: &'a str,
         _key: &'a [u8],
+        _deadline: std::time::Instant,
     ) -> alo_group::BoxFuture<'a, Result<alo_group::Found, alo_group::LoadError>> {
         Box::pin(async { Err(alo_group::LoadError::NotFound) })
     }
@@ -130,7 +131,7 @@ async fn get_local_never_calls_the_picker() {
     let g = group(&source, &router, 1 << 20);
     for key in keys() {
         assert_eq!(
-            g.get_local(&key).await.expect("value"),
+            g.local().get(&key).await.expect("value"),
             format!("value:{key}")
         );
     }

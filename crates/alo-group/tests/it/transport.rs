@@ -1,4 +1,4 @@
-//! What a transport is built from: the error conversions, `peer_getter_fn`, `LatePicker`, and
+//! What a transport is built from: the error conversions, `peer_fn`, `LatePicker`, and
 //! the in-process cluster of `alo_group::testing`.
 
 use std::collections::HashMap;
@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use alo_group::testing::Cluster;
 use alo_group::{
-    Error, Found, Group, Groups, LatePicker, LoadError, PeerGetter, PeerPicker, getter_fn,
-    peer_getter_fn,
+    Error, Found, Group, Groups, LatePicker, LoadError, Peer, PeerPicker, getter_fn, peer_fn,
 };
 use bytes::Bytes;
 use futures_util::future::join_all;
@@ -49,7 +48,7 @@ fn errors_convert_both_ways_as_documented() {
     );
     // A peer that answered was reached: nothing it says makes the asker load again.
     let others = [
-        Error::Unreachable("the owner is down".into()),
+        Error::NotStored("the owner is down".into()),
         Error::ValueTooLarge { bytes: 2, max: 1 },
         Error::DuplicateGroup("g".into()),
         Error::EmptyName,
@@ -64,26 +63,26 @@ fn errors_convert_both_ways_as_documented() {
 /// (`k1` is node 1's).
 struct ByParity {
     me: usize,
-    peer: Arc<dyn PeerGetter>,
+    peer: Arc<dyn Peer>,
 }
 
 impl PeerPicker for ByParity {
-    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         let owner = usize::from(*key.last()?) % 2;
         (owner != self.me).then(|| Arc::clone(&self.peer))
     }
 }
 
-/// Node `i`'s groups as a peer, through `peer_getter_fn` and the error conversion.
-fn peer_of(groups: &Groups, name: String) -> Arc<dyn PeerGetter> {
+/// Node `i`'s groups as a peer, through `peer_fn` and the error conversion.
+fn peer_of(groups: &Groups, name: String) -> Arc<dyn Peer> {
     let groups = groups.clone();
-    Arc::new(peer_getter_fn(name, move |group: String, key: Bytes| {
+    Arc::new(peer_fn(name, move |group: String, key: Bytes| {
         let groups = groups.clone();
         async move {
             let group = groups
                 .get(&group)
                 .ok_or_else(|| LoadError::failed("no such group"))?;
-            Ok(group.lookup_local(&key).await?)
+            Ok(group.local().lookup(&key).await?)
         }
     }))
 }
@@ -137,17 +136,17 @@ async fn two_nodes_ask_each_other_through_peer_getter_fn() {
 }
 
 /// A picker that sends every key to one peer.
-struct Always(Arc<dyn PeerGetter>);
+struct Always(Arc<dyn Peer>);
 
 impl PeerPicker for Always {
-    fn pick_peer(&self, _key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
+    fn pick_peer(&self, _key: &[u8]) -> Option<Arc<dyn Peer>> {
         Some(Arc::clone(&self.0))
     }
 }
 
 /// A peer called `name` that answers `<name>:<key>`.
-fn named(name: &'static str) -> Arc<dyn PeerGetter> {
-    Arc::new(peer_getter_fn(name, move |_group: String, key: Bytes| {
+fn named(name: &'static str) -> Arc<dyn Peer> {
+    Arc::new(peer_fn(name, move |_group: String, key: Bytes| {
         let value = format!("{name}:{}", String::from_utf8_lossy(&key));
         async move { Ok(Found::new(Bytes::from(value), None)) }
     }))

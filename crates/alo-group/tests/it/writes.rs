@@ -160,7 +160,7 @@ async fn a_set_whose_owner_is_down_fails_and_writes_nothing() {
     let key = owned_by(&cluster, 2);
     cluster.net.set_down(2, true);
     let set = cluster.node(0).set(&key, "x@1", None).await;
-    assert!(matches!(set, Err(Error::Unreachable(_))), "{set:?}");
+    assert!(matches!(set, Err(Error::NotStored(_))), "{set:?}");
     assert_eq!(cluster.node(0).stats().main_cache.items, 0);
 }
 

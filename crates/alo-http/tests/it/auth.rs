@@ -4,7 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use alo_http::{AUTH_HEADER, ERROR_HEADER, PeerSecrets, PoolOptions, UNAUTHORIZED};
+use alo_http::{
+    AUTH_HEADER, PeerSecrets, PoolOptions, protocol::ERROR_HEADER, protocol::UNAUTHORIZED,
+};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -88,7 +90,12 @@ async fn during_a_rotation_peers_signing_with_either_secret_are_served() {
     let mut nodes = Vec::new();
     for ((listener, url), signs) in bound.into_iter().zip([OLD, NEW]) {
         let behaviour = Behaviour {
-            options: Some(PoolOptions::default().secrets(secrets(&[signs]))),
+            options: Some(
+                PoolOptions::builder()
+                    .secrets(secrets(&[signs]))
+                    .build()
+                    .expect("valid options"),
+            ),
             server_secrets: Some(accept_both.clone()),
             ..Behaviour::default()
         };

@@ -161,7 +161,12 @@ async fn keys_asked_for_at_once_go_to_their_owner_in_batches() {
         let mut behaviour = Behaviour::default();
         if secrets {
             let secrets = PeerSecrets::new(["a cluster secret for the test"]).expect("valid");
-            behaviour.options = Some(PoolOptions::default().secrets(secrets.clone()));
+            behaviour.options = Some(
+                PoolOptions::builder()
+                    .secrets(secrets.clone())
+                    .build()
+                    .expect("valid options"),
+            );
             behaviour.server_secrets = Some(secrets);
         }
         let nodes = Node::cluster(2, behaviour.clone()).await;
@@ -174,7 +179,7 @@ async fn keys_asked_for_at_once_go_to_their_owner_in_batches() {
             "one load per key"
         );
         // Warm on the owner: answered in the batches.
-        nodes[1].group.purge_local();
+        nodes[1].group.local().purge();
         gets_at_once(&nodes, &keys).await;
         assert_eq!(
             behaviour.calls.load(Ordering::SeqCst),
@@ -231,7 +236,12 @@ async fn a_key_the_owner_must_load_holds_up_no_other_key_of_its_batch() {
 #[tokio::test]
 async fn with_batching_off_every_key_is_asked_for_alone() {
     let behaviour = Behaviour {
-        options: Some(PoolOptions::default().max_batch_keys(1)),
+        options: Some(
+            PoolOptions::builder()
+                .max_batch_keys(1)
+                .build()
+                .expect("valid options"),
+        ),
         ..Behaviour::default()
     };
     let nodes = Node::cluster(2, behaviour.clone()).await;
@@ -245,7 +255,12 @@ async fn with_batching_off_every_key_is_asked_for_alone() {
 async fn the_response_limit_is_per_value_not_per_batch() {
     // Every value is 15 or 16 bytes; a batch of them is far over 32.
     let behaviour = Behaviour {
-        options: Some(PoolOptions::default().max_response_bytes(32)),
+        options: Some(
+            PoolOptions::builder()
+                .max_response_bytes(32)
+                .build()
+                .expect("valid options"),
+        ),
         ..Behaviour::default()
     };
     let nodes = Node::cluster(2, behaviour.clone()).await;

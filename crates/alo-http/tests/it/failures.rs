@@ -174,10 +174,12 @@ impl Drop for Hung {
 async fn a_hung_peer_is_marked_down_its_keys_load_locally_and_it_comes_back() {
     let mut hung = Hung::start().await;
     let (listener, url) = Node::bind().await;
-    let options = PoolOptions::default()
+    let options = PoolOptions::builder()
         .probe_timeout(Duration::from_millis(100))
         .down_after(2)
-        .backoff(Duration::from_millis(100), Duration::from_millis(200));
+        .backoff(Duration::from_millis(100), Duration::from_millis(200))
+        .build()
+        .expect("valid options");
     let behaviour = Behaviour {
         options: Some(options),
         ..Behaviour::default()
@@ -241,7 +243,7 @@ async fn a_refused_connection_is_unreachable_and_loads_locally() {
     let gone = format!("http://{}", closed.local_addr().expect("bound"));
     drop(closed);
     let pool = HttpPool::new("http://127.0.0.1:1", PoolOptions::default()).expect("valid");
-    pool.set_peers(["http://127.0.0.1:1", &gone])
+    pool.set_members(["http://127.0.0.1:1", &gone])
         .expect("valid");
     let groups = Groups::with_picker(pool.clone());
     let getter = getter_fn(|key: Bytes| async move { Ok(value_of(&key)) });

@@ -129,7 +129,7 @@ fn statuses(frames: &[u8]) -> Vec<u16> {
 #[tokio::test]
 async fn a_batch_get_starts_at_most_max_batch_keys_loads_and_the_rest_ask_alone() {
     let behaviour = Behaviour {
-        server: Some(ServerOptions::default().max_batch_keys(4)),
+        server: Some(ServerOptions::builder().max_batch_keys(4)),
         ..Behaviour::default()
     };
     let nodes = Node::cluster(1, behaviour.clone()).await;
@@ -174,7 +174,7 @@ async fn a_captured_signed_write_applies_nothing_when_sent_again() {
         (status, code.as_deref()),
         (StatusCode::UNAUTHORIZED, Some("unauthorized"))
     );
-    assert_eq!(node.group.get_local("k").await.expect("value"), "new");
+    assert_eq!(node.group.local().get("k").await.expect("value"), "new");
 
     // A remove and a purge apply once too.
     let remove = signer.proof(&node.url, "DELETE", path, b"", SystemTime::now());
@@ -221,14 +221,16 @@ async fn a_captured_signed_write_applies_nothing_on_another_member() {
 async fn a_write_waits_for_a_hung_member_its_write_timeout_and_not_at_all_once_it_is_down() {
     let hung = Hung::start().await;
     let (listener, url) = Node::bind().await;
-    let options = PoolOptions::default()
-        .write_timeout(Duration::from_millis(300))
+    let options = PoolOptions::builder()
         .probe_timeout(Duration::from_millis(100))
         .down_after(2)
         // No probe brings it back during the test.
-        .backoff(Duration::from_secs(60), Duration::from_secs(60));
+        .backoff(Duration::from_secs(60), Duration::from_secs(60))
+        .build()
+        .expect("valid options");
     let behaviour = Behaviour {
         options: Some(options),
+        write_timeout: Some(Duration::from_millis(300)),
         ..Behaviour::default()
     };
     let node = Node::start(listener, &url, &[url.clone(), hung.url.clone()], behaviour);

@@ -75,9 +75,10 @@ fn ms(n: u64) -> Duration {
 
 #[tokio::test]
 async fn a_half_sent_head_is_closed_at_the_header_timeout() {
-    let options = ServerOptions::default()
+    let options = ServerOptions::builder()
         .header_read_timeout(ms(200))
-        .expect("valid");
+        .build()
+        .expect("valid options");
     let server = Server::start(options, Bytes::from_static(b"ok")).await;
     let mut conn = server.connect().await;
     conn.write_all(b"GET /x HTTP/1.1\r\nhost: a\r\nx-slow: ")
@@ -94,9 +95,10 @@ async fn a_half_sent_head_is_closed_at_the_header_timeout() {
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_at_the_idle_timeout() {
-    let options = ServerOptions::default()
+    let options = ServerOptions::builder()
         .idle_timeout(ms(200))
-        .expect("valid");
+        .build()
+        .expect("valid options");
     let server = Server::start(options, Bytes::from_static(b"ok")).await;
     let mut conn = server.connect().await;
     conn.write_all(b"GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
@@ -110,9 +112,10 @@ async fn an_idle_connection_is_closed_at_the_idle_timeout() {
 
 #[tokio::test]
 async fn a_head_over_the_limit_is_431() {
-    let options = ServerOptions::default()
+    let options = ServerOptions::builder()
         .max_header_bytes(8192)
-        .expect("valid");
+        .build()
+        .expect("valid options");
     let server = Server::start(options, Bytes::from_static(b"ok")).await;
     let mut conn = server.connect().await;
     let big = "a".repeat(20_000);
@@ -125,12 +128,20 @@ async fn a_head_over_the_limit_is_431() {
         "{:?}",
         String::from_utf8_lossy(&answer)
     );
-    assert!(ServerOptions::default().max_header_bytes(4096).is_err());
+    assert!(
+        ServerOptions::builder()
+            .max_header_bytes(4096)
+            .build()
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn at_the_connection_limit_new_clients_wait_and_are_served_when_one_closes() {
-    let options = ServerOptions::default().max_connections(1).expect("valid");
+    let options = ServerOptions::builder()
+        .max_connections(1)
+        .build()
+        .expect("valid options");
     let server = Server::start(options, Bytes::from_static(b"ok")).await;
     let first = server.connect().await;
     // Accepted: a request on it is answered.
@@ -156,16 +167,16 @@ async fn at_the_connection_limit_new_clients_wait_and_are_served_when_one_closes
     drop(first);
     let answer = closed_within(&mut second, Duration::from_secs(5)).await;
     assert!(answer.starts_with(b"HTTP/1.1 200"));
-    assert!(ServerOptions::default().max_connections(0).is_err());
+    assert!(ServerOptions::builder().max_connections(0).build().is_err());
 }
 
 #[tokio::test]
 async fn a_client_that_does_not_read_loses_its_connection_at_the_write_timeout() {
-    let options = ServerOptions::default()
+    let options = ServerOptions::builder()
         .max_connections(1)
-        .expect("valid")
         .write_timeout(ms(200))
-        .expect("valid");
+        .build()
+        .expect("valid options");
     // Far more than the socket buffers hold.
     let server = Server::start(options, Bytes::from(vec![7u8; 64 << 20])).await;
     let mut stuck = server.connect().await;
@@ -186,11 +197,11 @@ async fn a_client_that_does_not_read_loses_its_connection_at_the_write_timeout()
 
 #[tokio::test]
 async fn a_shutdown_closes_what_is_left_at_its_deadline() {
-    let options = ServerOptions::default()
+    let options = ServerOptions::builder()
         .write_timeout(Duration::from_secs(60))
-        .expect("valid")
         .shutdown_timeout(ms(300))
-        .expect("valid");
+        .build()
+        .expect("valid options");
     let mut server = Server::start(options, Bytes::from(vec![7u8; 64 << 20])).await;
     // A client that never reads its (large) response keeps its request in flight.
     let mut stuck = server.connect().await;

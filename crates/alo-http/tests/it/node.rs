@@ -5,8 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use alo_group::{Group, Groups, LoadError, getter_fn};
-use alo_http::{HttpPool, PeerSecrets, PoolOptions, ServerOptions, serve};
+use alo_http::{HttpPool, PeerSecrets, PoolOptions, ServerOptions, ServerOptionsBuilder, serve};
 use bytes::Bytes;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
@@ -32,9 +33,11 @@ pub(crate) struct Behaviour {
     /// The pool's options (default when `None`).
     pub(crate) options: Option<PoolOptions>,
     /// The server's options (default when `None`).
-    pub(crate) server: Option<ServerOptions>,
+    pub(crate) server: Option<ServerOptionsBuilder>,
     /// The secrets the server asks a proof of, for the node's own URL.
     pub(crate) server_secrets: Option<PeerSecrets>,
+    /// The group's write timeout (its default when `None`).
+    pub(crate) write_timeout: Option<Duration>,
 }
 
 /// The value every node's getter gives `key`: the same on every node, so any node may load it.
@@ -55,16 +58,15 @@ impl Node {
     pub(crate) fn start(listener: TcpListener, url: &str, peers: &[String], b: Behaviour) -> Node {
         let options = b.options.clone().unwrap_or_default();
         let pool = HttpPool::new(url, options).expect("valid URL");
-        pool.set_peers(peers).expect("valid URLs");
+        pool.set_members(peers).expect("valid URLs");
         let groups = Groups::with_picker(pool.clone());
         let loaded = Arc::new(Mutex::new(Vec::new()));
         let log = loaded.clone();
-        let mut server_options = b.server.clone().unwrap_or_default();
+        let mut server_options = b.server.clone().unwrap_or_else(ServerOptions::builder);
         if let Some(secrets) = b.server_secrets.clone() {
-            server_options = server_options
-                .peer_secrets(secrets, url)
-                .expect("a node URL");
+            server_options = server_options.peer_secrets(secrets, url);
         }
+        let server_options = server_options.build().expect("valid options");
         let getter = getter_fn(move |key: Bytes| {
             b.calls.fetch_add(1, Ordering::SeqCst);
             b.started.notify_one();
@@ -82,7 +84,14 @@ impl Node {
                 }
             }
         });
-        let group = groups.create("g", 64 << 20, getter).expect("new group");
+        let mut builder = Group::builder("g", getter)
+            .max_bytes(64 << 20)
+            .picker(pool.clone());
+        if let Some(timeout) = b.write_timeout {
+            builder = builder.write_timeout(timeout);
+        }
+        let group = builder.build().expect("a valid group");
+        groups.insert(group.clone()).expect("new group");
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, groups, server_options, stopped));
         Node {

@@ -1,6 +1,6 @@
 //! Every status of the wire protocol, produced by real requests.
 
-use alo_http::{ERROR_HEADER, NOT_FOUND, UNKNOWN_GROUP};
+use alo_http::{protocol::ERROR_HEADER, protocol::NOT_FOUND, protocol::UNKNOWN_GROUP};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -113,7 +113,10 @@ async fn every_error_status_has_a_short_text_body() {
     let patch = send(node, Method::PATCH, "/_alo/g/k").await;
     assert_eq!(patch.headers()["allow"], "GET, HEAD, PUT, DELETE, POST");
     let broken = send(node, Method::GET, "/_alo/g/broken").await;
-    assert_eq!(broken.headers()[ERROR_HEADER], alo_http::LOAD_FAILED);
+    assert_eq!(
+        broken.headers()[ERROR_HEADER],
+        alo_http::protocol::LOAD_FAILED
+    );
 }
 
 #[tokio::test]
@@ -158,7 +161,7 @@ async fn a_key_the_getter_refuses_is_a_distinct_400_and_not_loaded_elsewhere() {
     let owner_node = nodes.iter().find(|n| n.url == owner).expect("owner");
     let r = send(owner_node, Method::GET, "/_alo/g/invalid").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(r.headers()[ERROR_HEADER], alo_http::INVALID_KEY);
+    assert_eq!(r.headers()[ERROR_HEADER], alo_http::protocol::INVALID_KEY);
     assert!(text(&r).contains("no key looks like that"));
 
     let asker = nodes.iter().find(|n| n.url != owner).expect("two nodes");
@@ -189,16 +192,21 @@ fn bad_urls_and_base_paths_are_refused() {
     let pool = HttpPool::new("http://10.0.0.1:8001/", PoolOptions::default()).expect("valid");
     assert_eq!(pool.self_url(), "http://10.0.0.1:8001");
     let err = pool
-        .set_peers(["http://10.0.0.2:8001", "ftp://x"])
+        .set_members(["http://10.0.0.2:8001", "ftp://x"])
         .expect_err("bad peer");
     assert!(err.to_string().contains("ftp://x"));
     assert_eq!(
-        pool.peers(),
+        pool.members(),
         ["http://10.0.0.1:8001"],
         "unchanged after an error"
     );
-    assert!(ServerOptions::default().base_path("no-slash").is_err());
-    assert!(PoolOptions::default().base_path("/x/").is_ok());
+    assert!(
+        ServerOptions::builder()
+            .base_path("no-slash")
+            .build()
+            .is_err()
+    );
+    assert!(PoolOptions::builder().base_path("/x/").build().is_ok());
 }
 
 #[test]
@@ -219,10 +227,14 @@ fn a_port_that_does_not_parse_is_refused_never_replaced_by_80() {
     }
     let pool = HttpPool::new("http://127.0.0.1:8001", PoolOptions::default()).expect("valid");
     let err = pool
-        .set_peers(["http://127.0.0.1:8001", "http://127.0.0.1:99999"])
+        .set_members(["http://127.0.0.1:8001", "http://127.0.0.1:99999"])
         .expect_err("a bad port");
     assert!(err.to_string().contains("99999"), "{err}");
-    assert_eq!(pool.peers(), ["http://127.0.0.1:8001"], "the list refused");
+    assert_eq!(
+        pool.members(),
+        ["http://127.0.0.1:8001"],
+        "the list refused"
+    );
     // A port left out is HTTP's own; the highest port is a port.
     let pool = HttpPool::new("http://Example.test", PoolOptions::default()).expect("valid");
     assert_eq!(pool.self_url(), "http://example.test:80");

@@ -5,7 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use alo_group::PeerPicker;
 use alo_group::testing::get_until_hot;
-use alo_http::{AUTH_HEADER, ERROR_HEADER, PeerSecrets, PoolOptions, ServerOptions, TOO_LARGE};
+use alo_http::{
+    AUTH_HEADER, PeerSecrets, PoolOptions, ServerOptions, protocol::ERROR_HEADER,
+    protocol::TOO_LARGE,
+};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -136,7 +139,11 @@ async fn the_wire_carries_the_time_remaining_and_copies_expire_with_the_owner() 
         .pool
         .pick_peer(key.as_bytes())
         .expect("node 1 owns it");
-    let found = getter.get("g", key.as_bytes()).await.expect("value");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let found = getter
+        .get("g", key.as_bytes(), deadline)
+        .await
+        .expect("value");
     assert_eq!(found.value, "short-lived");
     let left = found.ttl.expect("it expires");
     assert!(left <= ttl && left > Duration::ZERO, "{left:?}");
@@ -206,7 +213,7 @@ async fn a_remove_reports_a_member_it_could_not_reach() {
     let key = key_of(&nodes, 2);
     let set = nodes[0].group.set(&key, "v", None).await;
     assert!(
-        matches!(set, Err(alo_group::Error::Unreachable(_))),
+        matches!(set, Err(alo_group::Error::NotStored(_))),
         "{set:?}"
     );
 }
@@ -223,7 +230,7 @@ type Case = (
 #[tokio::test]
 async fn the_write_endpoints_answer_with_the_protocol_statuses() {
     let behaviour = Behaviour {
-        server: Some(ServerOptions::default().max_body_bytes(64)),
+        server: Some(ServerOptions::builder().max_body_bytes(64)),
         ..Behaviour::default()
     };
     let nodes = Node::cluster(1, behaviour).await;
@@ -302,7 +309,12 @@ async fn with_secrets_the_write_endpoints_need_a_proof() {
     let secrets = PeerSecrets::new(["a cluster secret"]).expect("valid");
     let behaviour = Behaviour {
         server_secrets: Some(secrets.clone()),
-        options: Some(PoolOptions::default().secrets(secrets.clone())),
+        options: Some(
+            PoolOptions::builder()
+                .secrets(secrets.clone())
+                .build()
+                .expect("valid options"),
+        ),
         ..Behaviour::default()
     };
     let nodes = Node::cluster(2, behaviour).await;

@@ -1,88 +1,14 @@
-//! The client API: `/api/{group}/{key}` (and, with `--allow-writes`, writes to it and to
-//! `/api/{group}`), `/stats`, `/metrics`, `/healthz`, `/readyz`.
+//! What the node says about itself: `/stats` (JSON) and `/metrics` (Prometheus text).
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 
-use alo_group::{GroupStats, Groups};
-use alo_http::{Asker, HttpPool, PeerStats, ServerOptions, respond, respond_write};
-use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use alo_group::GroupStats;
+use alo_http::PeerStats;
 
-use crate::members::Membership;
-
-/// What the API needs to answer.
-#[derive(Clone, Debug)]
-pub struct Api {
-    pub(crate) groups: Groups,
-    pub(crate) pool: Arc<HttpPool>,
-    pub(crate) membership: Arc<Membership>,
-    pub(crate) options: ServerOptions,
-    /// Whether `PUT`, `DELETE` and `POST` change the cache.
-    pub(crate) allow_writes: bool,
-}
+use super::Api;
 
 impl Api {
-    /// Answers one client request.
-    pub async fn handle(self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let path = req.uri().path();
-        let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
-        match path {
-            "/healthz" if is_read => text(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
-            // Both listeners are up (this one answers; the peer server was bound before
-            // either served); ready once a member list that includes this node is applied.
-            "/readyz" if is_read && self.membership.is_ready() => {
-                text(StatusCode::OK, "text/plain; charset=utf-8", "ready\n")
-            }
-            "/readyz" if is_read => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain; charset=utf-8",
-                "not ready: no member list that includes this node yet\n",
-            ),
-            "/stats" if is_read => {
-                let body = serde_json::to_vec_pretty(&self.stats()).unwrap_or_default();
-                text(StatusCode::OK, "application/json", body)
-            }
-            "/metrics" if is_read => text(
-                StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.metrics(),
-            ),
-            _ if path.starts_with("/api/") && self.allow_writes && !is_read => {
-                respond_write(req, &self.groups, &self.options, Asker::Client).await
-            }
-            _ if path.starts_with("/api/") => {
-                // The content type follows the key's extension; the peer protocol's statuses
-                // apply, with 502 when the origin fails.
-                let guess = mime_guess::from_path(path).first_raw();
-                let mut resp = respond(req, &self.groups, &self.options, Asker::Client).await;
-                if let (StatusCode::OK, Some(mime)) = (resp.status(), guess) {
-                    resp.headers_mut()
-                        .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
-                }
-                resp
-            }
-            "/healthz" | "/readyz" | "/stats" | "/metrics" => {
-                let mut resp = text(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "text/plain; charset=utf-8",
-                    "only GET and HEAD are allowed\n",
-                );
-                resp.headers_mut()
-                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-                resp
-            }
-            _ => text(
-                StatusCode::NOT_FOUND,
-                "text/plain; charset=utf-8",
-                "not found: try /api/{group}/{key}, /stats, /metrics, /healthz or /readyz\n",
-            ),
-        }
-    }
-
-    fn stats(&self) -> serde_json::Value {
+    pub(super) fn stats(&self) -> serde_json::Value {
         let groups: serde_json::Map<String, serde_json::Value> = self
             .groups
             .all()
@@ -91,7 +17,7 @@ impl Api {
             .collect();
         serde_json::json!({
             "self_url": self.pool.self_url(),
-            "peers": self.pool.peers(),
+            "peers": self.pool.members(),
             "peer_health": self.pool.peer_stats(),
             "membership": {
                 "source": self.membership.source,
@@ -104,7 +30,7 @@ impl Api {
     }
 
     /// The counters in Prometheus text exposition format.
-    fn metrics(&self) -> String {
+    pub(super) fn metrics(&self) -> String {
         let stats: Vec<(String, GroupStats)> = self
             .groups
             .all()
@@ -305,7 +231,7 @@ impl Api {
                 .map(|p| (format!("peer=\"{}\"", escape(&p.url)), value(p)));
             family(&mut out, (name, kind, help), samples);
         }
-        let members = self.pool.peers().len() as u64;
+        let members = self.pool.members().len() as u64;
         let membership = [
             (
                 "members",
@@ -365,16 +291,4 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-fn text(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    resp
 }

@@ -1,6 +1,7 @@
-//! The accept loop and each connection's limits: a cap on open connections, accept errors that
-//! never end the listener, per-connection idle and write timeouts, and a shutdown that drains
-//! with a deadline.
+//! Each connection's watchdog: closes a connection idle for the idle timeout (no traffic, no
+//! request in flight), or one whose client has not read a response for the write timeout, and
+//! finishes the request in flight when the server drains. On tokio's clock, so tests of the
+//! limits run on paused time.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,7 +10,7 @@ use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -17,179 +18,16 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
-use crate::{Error, ServerOptions};
-
-/// How long the accept loop waits after an error that is not one connection's (out of file
-/// descriptors, out of memory) before it tries again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// Serves HTTP/1.1 on `listener` with `handler` until `shutdown` completes, within the limits
-/// of `options`: the loop under [`serve`](crate::serve), for a server of one's own (`alo-node`
-/// serves its client API with it).
-///
-/// - At most `max_connections` are open at once; further clients wait in the listen backlog
-///   until one closes.
-/// - A request head must arrive within `header_read_timeout`, and be at most `max_header_bytes`
-///   (else 431); a connection with no traffic and no request in flight for `idle_timeout` is
-///   closed; a response that cannot be written for `write_timeout` (a client that does not read)
-///   closes its connection.
-/// - An accept error that is one client's is skipped; any other (out of file descriptors, of
-///   memory) is logged once, backed off briefly, and accepting goes on: serving resumes by itself
-///   when descriptors free up.
-/// - When `shutdown` completes: stop accepting, let requests in flight finish for at most
-///   `shutdown_timeout`, then close the connections left and return.
-///
-/// # Errors
-/// None today: accept errors are never fatal. The `Result` leaves room for setup failures.
-pub async fn serve_with<H, Fut>(
-    listener: TcpListener,
-    options: ServerOptions,
-    handler: H,
-    shutdown: impl Future,
-) -> Result<(), Error>
-where
-    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let limits = Arc::new(options.limits);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let (draining, drain) = watch::channel(false);
-    let mut connections = JoinSet::new();
-    let mut accept_errors = AcceptErrors::default();
-    let mut shutdown = pin!(shutdown);
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes);
-    loop {
-        // Finished connections are reaped as we go, so the set holds only live ones.
-        while connections.try_join_next().is_some() {}
-        // A slot first: at the limit, new clients wait in the backlog, not in memory.
-        let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
-            _ = &mut shutdown => break,
-        };
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    accept_errors.recovered();
-                    stream
-                }
-                // A connection that failed before we took it is that client's problem.
-                Err(e) if is_per_connection(&e) => continue,
-                Err(e) => {
-                    accept_errors.failed(&e);
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let conn = Connection {
-            stream,
-            http: http.clone(),
-            limits: Arc::clone(&limits),
-            drain: drain.clone(),
-        };
-        let handler = handler.clone();
-        connections.spawn(async move {
-            conn.run(handler).await;
-            drop(slot);
-        });
-    }
-    drop(listener);
-    let _ = draining.send(true);
-    let drained = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(limits.shutdown_timeout, drained)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            left = connections.len(),
-            timeout = ?limits.shutdown_timeout,
-            "closing the connections still open at the shutdown deadline"
-        );
-        connections.shutdown().await;
-    }
-    Ok(())
-}
-
-/// How often at most the accept loop logs that it is failing: running out of descriptors tends
-/// to come and go in bursts while clients leave, and one line says it.
-const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
-
-/// The accept loop's failures, logged once per [`ACCEPT_LOG_EVERY`], with how many there were.
-#[derive(Default)]
-struct AcceptErrors {
-    /// Failures since the last line.
-    unlogged: u64,
-    /// When the last warning was written.
-    warned: Option<Instant>,
-    /// Whether accepting is failing now.
-    failing: bool,
-    /// Whether this run of failures was warned about.
-    said: bool,
-}
-
-impl AcceptErrors {
-    fn failed(&mut self, e: &io::Error) {
-        self.failing = true;
-        self.unlogged += 1;
-        if self
-            .warned
-            .is_none_or(|at| at.elapsed() >= ACCEPT_LOG_EVERY)
-        {
-            tracing::warn!(error = %e, errors = self.unlogged, "accepting a connection failed; backing off and retrying");
-            self.warned = Some(Instant::now());
-            self.unlogged = 0;
-            self.said = true;
-        }
-    }
-
-    fn recovered(&mut self) {
-        if !std::mem::take(&mut self.failing) {
-            return;
-        }
-        // Only after a run of failures that was warned about: the lines come in pairs.
-        if std::mem::take(&mut self.said) {
-            tracing::info!("accepting connections again");
-        }
-    }
-}
-
-/// The limits of [`serve_with`], set through [`ServerOptions`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Limits {
-    pub(crate) max_connections: usize,
-    pub(crate) header_read_timeout: Duration,
-    pub(crate) max_header_bytes: usize,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) write_timeout: Duration,
-    pub(crate) shutdown_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_connections: 10_000,
-            header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 16 << 10,
-            idle_timeout: Duration::from_secs(60),
-            write_timeout: Duration::from_secs(10),
-            shutdown_timeout: Duration::from_secs(10),
-        }
-    }
-}
+use super::options::Limits;
 
 /// One accepted connection and what it needs to be served.
-struct Connection {
+pub(super) struct Connection {
     stream: TcpStream,
     http: http1::Builder,
     limits: Arc<Limits>,
@@ -198,8 +36,22 @@ struct Connection {
 }
 
 impl Connection {
+    pub(super) fn new(
+        stream: TcpStream,
+        http: http1::Builder,
+        limits: Arc<Limits>,
+        drain: watch::Receiver<bool>,
+    ) -> Self {
+        Connection {
+            stream,
+            http,
+            limits,
+            drain,
+        }
+    }
+
     /// Serves the connection until it closes, the client stalls it, or the server drains.
-    async fn run<H, Fut>(mut self, handler: H)
+    pub(super) async fn run<H, Fut>(mut self, handler: H)
     where
         H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
@@ -235,7 +87,7 @@ impl Connection {
                 }
                 // A write started waiting: the next check may be sooner.
                 () = activity.write_blocked.notified() => {}
-                () = tokio::time::sleep_until(check.into()) => {
+                () = tokio::time::sleep_until(check) => {
                     match activity.verdict(&self.limits) {
                         Verdict::Fine => {}
                         Verdict::Idle if !closing => {
@@ -419,12 +271,4 @@ impl AsyncWrite for Watched {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
-}
-
-fn is_per_connection(e: &io::Error) -> bool {
-    use io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted
-    )
 }

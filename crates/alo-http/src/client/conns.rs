@@ -1,4 +1,4 @@
-//! The connections to one peer: a lean pool of HTTP/1 keep-alive connections, each a hyper
+//! The connections to one member: a lean pool of HTTP/1 keep-alive connections, each a hyper
 //! `client::conn` sender whose connection runs on a task of its own.
 //!
 //! It does what a peer needs and no more: one known address, requests already in origin form,
@@ -45,7 +45,7 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::Connect(why) => write!(f, "connect failed: {why}"),
-            SendError::Request(e) => write!(f, "request failed: {e}"),
+            SendError::Request(e) => write!(f, "request failed: {}", chain(e)),
             SendError::Build(why) => write!(f, "bad request: {why}"),
         }
     }
@@ -140,6 +140,18 @@ impl Conns {
         });
         Ok(sender)
     }
+}
+
+/// An error and its sources, `: `-separated: hyper's own messages are terse.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 impl fmt::Debug for Conns {

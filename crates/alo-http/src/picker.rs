@@ -1,14 +1,14 @@
-//! The pool: this node's view of the cluster, and the `PeerPicker` over it.
+//! The picker: this node's view of the cluster, and the `PeerPicker` over it.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use alo_group::{PeerGetter, PeerPicker};
+use alo_group::{Peer, PeerPicker};
 use alo_hashring::HashRing;
 
-use crate::client::HttpGetter;
+use crate::client::PeerClient;
 use crate::health::{HealthOptions, PeerStats};
 use crate::{DEFAULT_BASE_PATH, Error, PeerSecrets};
 
@@ -19,12 +19,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// The most keys one batch get carries unless told otherwise.
 pub const DEFAULT_MAX_BATCH_KEYS: usize = 64;
 
-/// How a pool talks to peers, and when it gives up on one.
+/// How a pool talks to the other members, and when it gives up on one; made with
+/// [`PoolOptions::builder`], or [`PoolOptions::default`].
 #[derive(Clone, Debug)]
 pub struct PoolOptions {
     pub(crate) base_path: String,
-    pub(crate) timeout: Duration,
-    pub(crate) write_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) max_response_bytes: usize,
     replicas: usize,
@@ -33,12 +32,16 @@ pub struct PoolOptions {
     pub(crate) secrets: Option<PeerSecrets>,
 }
 
+/// Builds [`PoolOptions`]; every setting is checked in [`build`](PoolOptionsBuilder::build).
+#[derive(Clone, Debug)]
+pub struct PoolOptionsBuilder {
+    options: PoolOptions,
+}
+
 impl Default for PoolOptions {
     fn default() -> Self {
         PoolOptions {
             base_path: DEFAULT_BASE_PATH.to_string(),
-            timeout: alo_group::DEFAULT_LOAD_TIMEOUT + alo_group::PEER_MARGIN / 2,
-            write_timeout: alo_group::DEFAULT_WRITE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_response_bytes: alo_group::DEFAULT_MAX_VALUE_BYTES,
             replicas: alo_hashring::DEFAULT_REPLICAS,
@@ -55,118 +58,144 @@ impl Default for PoolOptions {
 }
 
 impl PoolOptions {
-    /// The path under which peers serve groups; must match their `ServerOptions`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidBasePath`] unless it starts and ends with `/`.
-    pub fn base_path(mut self, base_path: impl Into<String>) -> Result<Self, Error> {
-        self.base_path = crate::check_base_path(base_path.into())?;
-        Ok(self)
+    /// A builder starting from the defaults.
+    pub fn builder() -> PoolOptionsBuilder {
+        PoolOptionsBuilder {
+            options: PoolOptions::default(),
+        }
     }
+}
 
-    /// How long to wait for an owner's answer (default: the group's default load timeout plus
-    /// half its peer margin, 30.5 s). The owner may be loading the key: set it to the groups'
-    /// load timeout plus a little, and below the load timeout plus `alo_group::PEER_MARGIN`, at
-    /// which the group stops waiting. A hung peer is found out sooner, by probes.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+impl PoolOptionsBuilder {
+    /// The path under which members serve groups (default `/_alo/`); must match their
+    /// `ServerOptions`.
+    pub fn base_path(mut self, base_path: impl Into<String>) -> Self {
+        self.options.base_path = base_path.into();
         self
     }
 
-    /// How long a write (a set, a remove, a purge) waits for a member's answer (default
-    /// `alo_group::DEFAULT_WRITE_TIMEOUT`, 2 s; keep it at most the groups' write timeout). A
-    /// member applies a write in memory, so one that does not answer in this time is counted
-    /// as failing, as a get without an answer is, and reported unreached; a member marked down
-    /// is reported unreached without being asked.
-    pub fn write_timeout(mut self, write_timeout: Duration) -> Self {
-        self.write_timeout = write_timeout;
-        self
-    }
-
-    /// How long opening a connection to a peer may take (default 250 ms). A peer that does
-    /// not connect in time is unreachable: its key is loaded locally.
+    /// How long opening a connection to a member may take (default 250 ms). A member that does
+    /// not connect in time is unreachable: its key is loaded locally. How long a request may
+    /// take is not set here: every request has its load's or its write's deadline.
     pub fn connect_timeout(mut self, connect_timeout: Duration) -> Self {
-        self.connect_timeout = connect_timeout;
+        self.options.connect_timeout = connect_timeout;
         self
     }
 
-    /// The largest response accepted from a peer (default `alo_group::DEFAULT_MAX_VALUE_BYTES`,
-    /// 16 MiB). Keep it at least the largest value an owner serves, or a non-owner cannot fetch
-    /// that value and loads it itself.
+    /// The largest response accepted from a member (default
+    /// `alo_group::DEFAULT_MAX_VALUE_BYTES`, 16 MiB). Keep it at least the largest value an owner
+    /// serves, or a non-owner cannot fetch that value and loads it itself.
     pub fn max_response_bytes(mut self, max_response_bytes: usize) -> Self {
-        self.max_response_bytes = max_response_bytes;
+        self.options.max_response_bytes = max_response_bytes;
         self
     }
 
-    /// The cluster's secrets: every request to a peer then carries a proof made with the first
-    /// (see [`PeerSecrets`]). Give the servers the same secrets (`ServerOptions::peer_secrets`).
+    /// The cluster's secrets: every request to a member then carries a proof made with the
+    /// first (see [`PeerSecrets`]). Give the servers the same secrets
+    /// (`ServerOptionsBuilder::peer_secrets`).
     pub fn secrets(mut self, secrets: PeerSecrets) -> Self {
-        self.secrets = Some(secrets);
+        self.options.secrets = Some(secrets);
         self
     }
 
-    /// How many failures in a row (connect errors or timeouts, resets, probes without an
-    /// answer) mark a peer down (default 3, at least 1). While down, its keys load locally at
-    /// once; a probe after a backoff brings it back.
+    /// How many failures in a row (connect errors or timeouts, resets, requests and probes
+    /// without an answer) mark a member down (default 3, at least 1). While down, its keys load
+    /// locally at once and writes skip it; a probe after a backoff brings it back.
     pub fn down_after(mut self, failures: u32) -> Self {
-        self.health.failures = failures.max(1);
+        self.options.health.failures = failures;
         self
     }
 
-    /// How long a probe of a peer may take (default 500 ms). A request that has waited this
-    /// long asks for a probe, one at a time per peer.
+    /// How long a probe of a member may take (default 500 ms). A request that has waited this
+    /// long asks for a probe, one at a time per member.
     pub fn probe_timeout(mut self, probe_timeout: Duration) -> Self {
-        self.health.probe_timeout = probe_timeout;
+        self.options.health.probe_timeout = probe_timeout;
         self
     }
 
-    /// The first wait before probing a down peer (default 1 s), doubled after each probe that
-    /// fails, up to `max` (default 30 s).
+    /// The first wait before probing a down member (default 1 s), doubled after each probe that
+    /// fails, up to `max` (default 30 s, at least `first`).
     pub fn backoff(mut self, first: Duration, max: Duration) -> Self {
-        self.health.backoff = first;
-        self.health.max_backoff = max.max(first);
+        self.options.health.backoff = first;
+        self.options.health.max_backoff = max.max(first);
         self
     }
 
-    /// The most keys one batch get asks a peer for (default 64); 1 turns batching off.
+    /// The most keys one batch get asks a member for (default 64, at least 1); 1 turns batching
+    /// off.
     ///
-    /// Keys bound for the same peer and group while the pool is busy go in one request (see
+    /// Keys bound for the same member and group while the pool is busy go in one request (see
     /// the crate README, "Batch gets"): a batch costs each side about one request's work,
     /// however many keys it carries. A key asked for alone, with nothing else to send, waits
     /// no longer than the runtime takes to run the other tasks ready at that moment.
     pub fn max_batch_keys(mut self, keys: usize) -> Self {
-        self.max_batch_keys = keys.max(1);
+        self.options.max_batch_keys = keys;
         self
     }
 
-    /// Virtual nodes per member on the ring; every node of a cluster must use the same.
+    /// Virtual nodes per member on the ring (default
+    /// `alo_hashring::DEFAULT_REPLICAS`, at least 1); every node of a cluster must use the same.
     pub fn replicas(mut self, replicas: usize) -> Self {
-        self.replicas = replicas;
+        self.options.replicas = replicas;
         self
+    }
+
+    /// The options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidBasePath`] unless the base path starts and ends with `/`;
+    /// [`Error::InvalidLimit`] for a zero connect or probe timeout, backoff, `down_after`,
+    /// `max_batch_keys` or `replicas`.
+    pub fn build(self) -> Result<PoolOptions, Error> {
+        let options = self.options;
+        crate::check_base_path(&options.base_path)?;
+        let health = &options.health;
+        let checks = [
+            (
+                options.connect_timeout.is_zero(),
+                "connect_timeout must be above zero",
+            ),
+            (
+                health.probe_timeout.is_zero(),
+                "probe_timeout must be above zero",
+            ),
+            (health.backoff.is_zero(), "the backoff must be above zero"),
+            (health.failures == 0, "down_after must be at least 1"),
+            (
+                options.max_batch_keys == 0,
+                "max_batch_keys must be at least 1",
+            ),
+            (options.replicas == 0, "replicas must be at least 1"),
+        ];
+        match checks.into_iter().find(|(bad, _)| *bad) {
+            Some((_, why)) => Err(Error::InvalidLimit(why)),
+            None => Ok(options),
+        }
     }
 }
 
-/// This node's view of the cluster: its own URL, the members, the hash ring over them and a
-/// pool of keep-alive connections per peer. It is the [`PeerPicker`] of the node's groups: the ring's owner
-/// of a key is asked over HTTP, or, when the owner is this node, nobody.
+/// This node's view of the cluster: its own URL, the members, the hash ring over them and, for
+/// each other member, a client with its own keep-alive connections and health. It is the
+/// [`PeerPicker`] of the node's groups: the ring's owner of a key is asked over HTTP, or, when
+/// the owner is this node, nobody. (Named for groupcache's `HTTPPool`, which it answers to.)
 ///
-/// [`set_peers`](HttpPool::set_peers) builds a new ring and swaps it in whole, so gets in flight
-/// finish with the view they started with.
+/// [`set_members`](HttpPool::set_members) builds a new ring and swaps it in whole, so gets in
+/// flight finish with the members they started with.
 pub struct HttpPool {
     self_url: String,
     options: PoolOptions,
-    view: RwLock<Arc<View>>,
+    members: RwLock<Arc<Members>>,
 }
 
-/// One membership: the ring and a getter per remote member.
-struct View {
+/// One membership: the ring and a client per other member.
+struct Members {
     ring: HashRing<String>,
-    getters: HashMap<String, Arc<HttpGetter>>,
+    clients: HashMap<String, Arc<PeerClient>>,
 }
 
 impl HttpPool {
     /// A pool for the node reachable at `self_url` (e.g. `http://10.0.0.1:8001`), alone until
-    /// [`set_peers`](HttpPool::set_peers). Needs a tokio runtime when it sends requests.
+    /// [`set_members`](HttpPool::set_members). Needs a tokio runtime when it sends requests.
     ///
     /// # Errors
     /// [`Error::InvalidUrl`] when `self_url` is not `http://host:port`, or names a wildcard
@@ -185,14 +214,14 @@ impl HttpPool {
         }
         let self_url = normalized;
         let pool = HttpPool {
-            view: RwLock::new(Arc::new(View {
+            members: RwLock::new(Arc::new(Members {
                 ring: HashRing::with_replicas(options.replicas),
-                getters: HashMap::new(),
+                clients: HashMap::new(),
             })),
             self_url,
             options,
         };
-        pool.set_peers(std::iter::empty::<&str>())?;
+        pool.set_members(std::iter::empty::<&str>())?;
         Ok(Arc::new(pool))
     }
 
@@ -209,7 +238,7 @@ impl HttpPool {
     /// [`Error::InvalidUrl`] for the first URL that is not `http://host:port`;
     /// [`Error::NotAMember`] when the list leaves this node out, which would make it send its
     /// own keys to others (or to itself under another name). The membership is then unchanged.
-    pub fn set_peers<I, S>(&self, urls: I) -> Result<(), Error>
+    pub fn set_members<I, S>(&self, urls: I) -> Result<(), Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -232,34 +261,34 @@ impl HttpPool {
         }
         let mut ring = HashRing::with_replicas(self.options.replicas);
         ring.extend(members.iter().cloned());
-        // A peer that stays keeps its getter, and with it its health.
-        let old = self.view();
-        let getters = members
+        // A member that stays keeps its client, and with it its connections and health.
+        let old = self.current();
+        let clients = members
             .into_iter()
             .filter(|m| *m != self.self_url)
-            .map(|peer| {
-                let getter = old
-                    .getters
-                    .get(&peer)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(HttpGetter::new(peer.clone(), &self.options)));
-                (peer, getter)
+            .map(|member| {
+                let client =
+                    old.clients.get(&member).cloned().unwrap_or_else(|| {
+                        Arc::new(PeerClient::new(member.clone(), &self.options))
+                    });
+                (member, client)
             })
             .collect();
-        let view = Arc::new(View { ring, getters });
-        *self.view.write().unwrap_or_else(PoisonError::into_inner) = view;
+        let members = Arc::new(Members { ring, clients });
+        *self.members.write().unwrap_or_else(PoisonError::into_inner) = members;
         Ok(())
     }
 
     /// The members, this node included, in the order given.
-    pub fn peers(&self) -> Vec<String> {
-        self.view().ring.nodes().cloned().collect()
+    pub fn members(&self) -> Vec<String> {
+        self.current().ring.nodes().cloned().collect()
     }
 
     /// The member that owns `key`.
     pub fn owner(&self, key: &[u8]) -> String {
-        let view = self.view();
-        view.ring
+        let members = self.current();
+        members
+            .ring
             .node_for(key)
             .cloned()
             .unwrap_or_else(|| self.self_url.clone())
@@ -267,41 +296,40 @@ impl HttpPool {
 
     /// Every other member's health, sorted by URL.
     pub fn peer_stats(&self) -> Vec<PeerStats> {
-        let mut stats: Vec<PeerStats> = self.view().getters.values().map(|g| g.stats()).collect();
+        let members = self.current();
+        let mut stats: Vec<PeerStats> = members.clients.values().map(|c| c.stats()).collect();
         stats.sort_by(|a, b| a.url.cmp(&b.url));
         stats
     }
 
-    fn view(&self) -> Arc<View> {
-        Arc::clone(&self.view.read().unwrap_or_else(PoisonError::into_inner))
+    /// The client of `key`'s owner, unless it is this node.
+    fn client_for(&self, key: &[u8]) -> Option<Arc<PeerClient>> {
+        let members = self.current();
+        let owner = members.ring.node_for(key)?;
+        members.clients.get(owner).cloned()
+    }
+
+    fn current(&self) -> Arc<Members> {
+        Arc::clone(&self.members.read().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
 impl PeerPicker for HttpPool {
-    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
-        let view = self.view();
-        let owner = view.ring.node_for(key)?;
-        let getter = view.getters.get(owner)?;
+    fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         // A down owner's keys are loaded here at once, without waiting on it.
-        if getter.is_down() {
-            return None;
-        }
-        Some(Arc::clone(getter) as Arc<dyn PeerGetter>)
+        self.client_for(key)
+            .filter(|client| !client.is_down())
+            .map(|client| client as Arc<dyn Peer>)
     }
 
-    fn pick_owner(&self, key: &[u8]) -> Option<Arc<dyn PeerGetter>> {
-        let view = self.view();
-        let owner = view.ring.node_for(key)?;
-        let getter = view.getters.get(owner)?;
-        Some(Arc::clone(getter) as Arc<dyn PeerGetter>)
+    fn pick_owner(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
+        self.client_for(key).map(|client| client as Arc<dyn Peer>)
     }
 
-    fn other_members(&self) -> Vec<Arc<dyn PeerGetter>> {
-        let view = self.view();
-        let getters = view.getters.values();
-        getters
-            .map(|g| Arc::clone(g) as Arc<dyn PeerGetter>)
-            .collect()
+    fn other_members(&self) -> Vec<Arc<dyn Peer>> {
+        let members = self.current();
+        let clients = members.clients.values();
+        clients.map(|c| Arc::clone(c) as Arc<dyn Peer>).collect()
     }
 }
 
@@ -309,7 +337,7 @@ impl fmt::Debug for HttpPool {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpPool")
             .field("self_url", &self.self_url)
-            .field("peers", &self.peers())
+            .field("members", &self.members())
             .field("options", &self.options)
             .finish_non_exhaustive()
     }

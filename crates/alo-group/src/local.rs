@@ -1,0 +1,105 @@
+//! The owner's side of a group: what a node answers a peer with. It never asks another member.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::group::{Lookup, Route};
+use crate::stats::bump;
+use crate::{Error, Found, Group};
+
+/// A group as its peers reach it: reads answered from this node's caches or getter, never
+/// forwarded; writes applied on this node alone. A transport's server answers peers' requests
+/// with it. Get one with [`Group::local`]; it is a borrow, free to make.
+#[derive(Clone, Copy, Debug)]
+pub struct Local<'a> {
+    group: &'a Group,
+}
+
+impl Group {
+    /// This group's owner side: gets that never ask another member, and writes applied here
+    /// alone (see [`Local`]).
+    pub fn local(&self) -> Local<'_> {
+        Local { group: self }
+    }
+}
+
+impl Local<'_> {
+    /// The value of `key` from the caches or the getter, never from a peer: what a request
+    /// from a peer is answered with. Counts a server request.
+    ///
+    /// # Errors
+    /// As [`Group::get`].
+    pub async fn get(self, key: impl AsRef<[u8]>) -> Result<Bytes, Error> {
+        self.lookup(key).await.map(|f| f.value)
+    }
+
+    /// [`get`](Local::get) with how long the value stays fresh and whether it was served
+    /// stale, for the answer to a peer.
+    ///
+    /// # Errors
+    /// As [`Group::get`].
+    pub async fn lookup(self, key: impl AsRef<[u8]>) -> Result<Found, Error> {
+        let group = self.group;
+        let inner = &group.inner;
+        bump(&inner.counters.server_requests);
+        match group.begin(key.as_ref(), Route::Local)? {
+            Lookup::Hit(found) => Ok(found),
+            Lookup::Miss { key, stale } => {
+                let deadline = inner.deadlines.load();
+                let outcome = Box::pin(group.load_local(key, deadline)).await;
+                group.finish(outcome, stale)
+            }
+        }
+    }
+
+    /// Stores `key -> value` here, as the key's owner, for `ttl` (`None`: the group's default):
+    /// what a peer's set is answered with. Loads of the key in flight here keep their value
+    /// out of the caches; the hot copy, if any, is dropped.
+    ///
+    /// # Errors
+    /// [`Error::EmptyKey`]; [`Error::ZeroTtl`]; [`Error::ValueTooLarge`] above the largest
+    /// cacheable value.
+    pub fn set(
+        self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        let inner = &self.group.inner;
+        let key = Bytes::copy_from_slice(key.as_ref());
+        let value = value.into();
+        inner.check_set(&key, &value, ttl)?;
+        if !inner.store.set(key, &value, ttl) {
+            return Err(Error::ValueTooLarge {
+                bytes: value.len(),
+                max: inner.store.max_value_bytes,
+            });
+        }
+        bump(&inner.counters.sets);
+        Ok(())
+    }
+
+    /// Drops `keys` from both caches here: what a peer's remove is answered with. Loads of them
+    /// in flight here keep their value out of the caches, and gets that begin after this
+    /// returns start new loads.
+    pub fn remove(self, keys: &[Bytes]) {
+        if keys.is_empty() {
+            return;
+        }
+        let inner = &self.group.inner;
+        inner.store.invalidate(keys);
+        inner
+            .counters
+            .removes
+            .fetch_add(keys.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Drops every entry here: what a peer's purge is answered with. Loads in flight here keep
+    /// their values out of the caches, and gets that begin after this returns start new loads.
+    pub fn purge(self) {
+        let inner = &self.group.inner;
+        inner.store.clear();
+        bump(&inner.counters.purges);
+    }
+}

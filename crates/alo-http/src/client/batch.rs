@@ -1,0 +1,192 @@
+//! Batch gets: keys asked of one member for one group while others wait to be sent go out
+//! together, in one `POST {base}{group}?get`; each key's answer means what it would alone.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use alo_group::{BoxFuture, Found, LoadError};
+use bytes::Bytes;
+use http::StatusCode;
+use tokio::sync::oneshot;
+
+use super::Remote;
+use crate::protocol::{Answer, Frames, Request, encode_keys};
+
+/// The keys of one member waiting to be sent, by group.
+pub(super) struct Batcher {
+    /// The most keys in one batch get; 1 sends every key alone.
+    max_keys: usize,
+    queue: Mutex<Vec<Queued>>,
+}
+
+/// The keys of one group waiting for their batch to be sent.
+struct Queued {
+    group: String,
+    waiters: Vec<Waiter>,
+}
+
+/// A key in a batch, and where its answer goes.
+struct Waiter {
+    key: Bytes,
+    deadline: Instant,
+    answer: oneshot::Sender<Answer>,
+}
+
+impl Batcher {
+    pub(super) fn new(max_keys: usize) -> Self {
+        Batcher {
+            max_keys,
+            queue: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Queues `waiter` in its group's batch; `true` when it is the first, whose batch must be
+    /// sent.
+    fn enqueue(&self, group: &str, waiter: Waiter) -> bool {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(queued) = queue.iter_mut().find(|q| q.group == group) {
+            queued.waiters.push(waiter);
+            return false;
+        }
+        queue.push(Queued {
+            group: group.to_string(),
+            waiters: vec![waiter],
+        });
+        true
+    }
+
+    /// Takes up to a batch of `group`'s waiting keys, dropping those nobody waits for any
+    /// more. The rest stay queued, and `true` says a further batch must be sent for them.
+    fn take(&self, group: &str) -> (Vec<Waiter>, bool) {
+        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(at) = queue.iter().position(|q| q.group == group) else {
+            return (Vec::new(), false);
+        };
+        let waiters = &mut queue[at].waiters;
+        waiters.retain(|w| !w.answer.is_closed());
+        if waiters.len() <= self.max_keys {
+            return (queue.swap_remove(at).waiters, false);
+        }
+        let rest = waiters.split_off(self.max_keys);
+        (std::mem::replace(waiters, rest), true)
+    }
+}
+
+/// Asks `remote` for `key` by `deadline`: alone, or in the batch of its group that waits to be
+/// sent, which is started when there is none.
+pub(super) async fn get(
+    remote: &Arc<Remote>,
+    group: &str,
+    key: &[u8],
+    deadline: Instant,
+) -> Result<Found, LoadError> {
+    if remote.health.is_down() {
+        return Err(LoadError::unreachable(format_args!(
+            "{} is down",
+            remote.url
+        )));
+    }
+    if remote.batcher.max_keys == 1 {
+        return Remote::get_alone(remote, group, key, deadline).await;
+    }
+    let (answer, rx) = oneshot::channel();
+    let waiter = Waiter {
+        key: Bytes::copy_from_slice(key),
+        deadline,
+        answer,
+    };
+    if remote.batcher.enqueue(group, waiter) {
+        tokio::spawn(send(Arc::clone(remote), group.to_string()));
+    }
+    let until = tokio::time::Instant::from_std(deadline);
+    match tokio::time::timeout_at(until, rx).await {
+        Ok(Ok(Answer::Got(found))) => found,
+        Ok(Ok(Answer::AskAlone)) => Remote::get_alone(remote, group, key, deadline).await,
+        // The task sending the batch panicked, or the runtime is shutting down.
+        Ok(Err(_)) => Err(LoadError::unreachable(format_args!(
+            "{}: the batch was dropped",
+            remote.url
+        ))),
+        // The batch's request counts the member's failure, if it is one.
+        Err(_) => Err(LoadError::unreachable(format_args!(
+            "{}: no answer by the deadline",
+            remote.url
+        ))),
+    }
+}
+
+/// Sends the batch of `group`'s waiting keys, once the tasks ready to run now have run (any of
+/// them may add a key), and gives each key its answer.
+fn send(remote: Arc<Remote>, group: String) -> BoxFuture<'static, ()> {
+    // Boxed: it spawns itself for a batch's overflow, and the type of an `async fn` that
+    // contains itself cannot be shown to be `Send`.
+    Box::pin(async move {
+        tokio::task::yield_now().await;
+        let (waiters, more) = remote.batcher.take(&group);
+        if more {
+            tokio::spawn(send(Arc::clone(&remote), group.clone()));
+        }
+        let answers = match waiters.as_slice() {
+            [] => return,
+            [one] => {
+                let found = Remote::get_alone(&remote, &group, &one.key, one.deadline).await;
+                vec![Answer::Got(found)]
+            }
+            _ => get_many(&remote, &group, &waiters).await,
+        };
+        for (waiter, answer) in waiters.into_iter().zip(answers) {
+            // A waiter that left has nobody to tell.
+            let _ = waiter.answer.send(answer);
+        }
+    })
+}
+
+/// One batch get for `waiters`' keys, by the latest of their deadlines, and the answer for each.
+async fn get_many(remote: &Arc<Remote>, group: &str, waiters: &[Waiter]) -> Vec<Answer> {
+    remote.health.batched(waiters.len());
+    let keys: Vec<Bytes> = waiters.iter().map(|w| w.key.clone()).collect();
+    let deadline = waiters
+        .iter()
+        .map(|w| w.deadline)
+        .max()
+        .expect("a batch has keys");
+    let request = Request::GetMany {
+        group: group.into(),
+    };
+    let per_value = remote.max_response_bytes;
+    // Each value within the limit of one, plus its frame's head.
+    let limit = per_value.saturating_add(64).saturating_mul(keys.len());
+    let answered = Remote::ask(remote, &request, encode_keys(&keys), limit, deadline).await;
+    let every = |e: LoadError| {
+        waiters
+            .iter()
+            .map(|_| Answer::Got(Err(e.clone())))
+            .collect()
+    };
+    let (parts, body) = match answered {
+        Ok(answer) => answer,
+        Err(e) => return every(e),
+    };
+    if parts.status != StatusCode::OK {
+        let error = Answer::of_response(parts.status, &parts.headers, body, &remote.url)
+            .err()
+            .unwrap_or_else(|| LoadError::unreachable("a batch answered without frames"));
+        return every(error);
+    }
+    match Frames::new(body).answers(&remote.url) {
+        Some(answers) if answers.len() == waiters.len() => answers
+            .into_iter()
+            .map(|(answer, len)| match answer {
+                // As a single answer over the limit would be.
+                Answer::Got(Ok(_)) if len > per_value => Answer::Got(Err(LoadError::unreachable(
+                    format_args!("{}: a value over the response limit", remote.url),
+                ))),
+                answer => answer,
+            })
+            .collect(),
+        _ => every(LoadError::unreachable(format_args!(
+            "{}: a batch answer that does not follow the protocol",
+            remote.url
+        ))),
+    }
+}
