@@ -36,7 +36,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 ///    owner. A peer's value is returned, and one in ten also goes into the hot cache. A peer's
 ///    "not found" is returned as it is. A peer's failure is counted and the load goes on to 3:
 ///    a dead peer never fails the caller.
-/// 3. The getter loads the key (one call per key, shared with concurrent `get_local`s), the
+/// 3. The getter loads the key (one call per key, shared with concurrent gets from peers), the
 ///    value goes into the main cache and is returned. Errors are returned and never cached.
 ///
 /// # A load's lifetime

@@ -170,7 +170,7 @@ impl Drop for Hung {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hung_peer_is_marked_down_its_keys_load_locally_and_it_comes_back() {
     let mut hung = Hung::start().await;
     let (listener, url) = Node::bind().await;

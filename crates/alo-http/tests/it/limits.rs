@@ -1,7 +1,8 @@
 //! What a connection may hold: a head's time and size, idle time, a stalled write, a slot among
-//! the open connections, and the time it may delay a shutdown.
+//! the open connections, and the time it may delay a shutdown. On paused time: every limit is
+//! reached as soon as the runtime has nothing else to do, and timed exactly.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alo_http::{ServerOptions, serve_with};
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 /// A server answering every request with `body`, within `options`.
 struct Server {
@@ -73,7 +75,7 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_half_sent_head_is_closed_at_the_header_timeout() {
     let options = ServerOptions::builder()
         .header_read_timeout(ms(200))
@@ -86,14 +88,14 @@ async fn a_half_sent_head_is_closed_at_the_header_timeout() {
         .expect("send");
     let started = Instant::now();
     let answer = closed_within(&mut conn, Duration::from_secs(5)).await;
-    assert!(started.elapsed() >= ms(150), "not before the timeout");
+    assert_eq!(started.elapsed(), ms(200), "at the timeout, not before");
     assert!(
         !answer.starts_with(b"HTTP/1.1 200"),
         "no request was served"
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_idle_connection_is_closed_at_the_idle_timeout() {
     let options = ServerOptions::builder()
         .idle_timeout(ms(200))
@@ -105,12 +107,14 @@ async fn an_idle_connection_is_closed_at_the_idle_timeout() {
         .await
         .expect("send");
     // The response comes, then nothing more is asked: the connection is closed.
+    let started = Instant::now();
     let answer = closed_within(&mut conn, Duration::from_secs(5)).await;
     assert!(answer.starts_with(b"HTTP/1.1 200"));
     assert!(answer.ends_with(b"ok"));
+    assert_eq!(started.elapsed(), ms(200), "at the idle timeout");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_head_over_the_limit_is_431() {
     let options = ServerOptions::builder()
         .max_header_bytes(8192)
@@ -136,7 +140,7 @@ async fn a_head_over_the_limit_is_431() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn at_the_connection_limit_new_clients_wait_and_are_served_when_one_closes() {
     let options = ServerOptions::builder()
         .max_connections(1)
@@ -170,7 +174,7 @@ async fn at_the_connection_limit_new_clients_wait_and_are_served_when_one_closes
     assert!(ServerOptions::builder().max_connections(0).build().is_err());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_client_that_does_not_read_loses_its_connection_at_the_write_timeout() {
     let options = ServerOptions::builder()
         .max_connections(1)
@@ -195,7 +199,7 @@ async fn a_client_that_does_not_read_loses_its_connection_at_the_write_timeout()
     drop(stuck);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_shutdown_closes_what_is_left_at_its_deadline() {
     let options = ServerOptions::builder()
         .write_timeout(Duration::from_secs(60))
@@ -219,8 +223,9 @@ async fn a_shutdown_closes_what_is_left_at_its_deadline() {
         .expect("the server returned by its deadline")
         .expect("server task")
         .expect("serve ended cleanly");
-    assert!(
-        started.elapsed() >= ms(250),
-        "it waited for the request first"
+    assert_eq!(
+        started.elapsed(),
+        ms(300),
+        "it waited for the request until the shutdown timeout"
     );
 }
