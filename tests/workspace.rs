@@ -15,7 +15,7 @@ const NOT_CRATES: &[&str] = &[
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("benches/ is in the workspace root")
+        .expect("tests/ is in the workspace root")
         .to_path_buf()
 }
 
