@@ -59,7 +59,7 @@ fn read(counter: &AtomicU64) -> u64 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct GroupStats {
-    /// Calls of `get` and `get_local`, including those refused for an empty key.
+    /// Calls of `get` and `local().get`, including those refused for an empty key.
     pub gets: u64,
     /// Gets answered from the main or the hot cache.
     pub cache_hits: u64,
@@ -83,7 +83,7 @@ pub struct GroupStats {
     pub local_loads: u64,
     /// Getter calls that failed, panicked or said "not found".
     pub local_load_errs: u64,
-    /// Gets that came from peers (`get_local` calls).
+    /// Gets that came from peers (`local().get` calls).
     pub server_requests: u64,
     /// Loads dropped at their deadline: a getter call (or its wait for a turn) that passed it,
     /// or a wait for a peer without an answer that left no time to load here. Nothing was

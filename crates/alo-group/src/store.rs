@@ -47,8 +47,8 @@ pub(crate) struct Store {
     pub(crate) hot: Option<Cache>,
     /// Deduplicates the loads of `get`, which may ask a peer.
     pub(crate) remote: Flight<Bytes, Found, Error>,
-    /// Deduplicates getter calls, from `get` and `get_local` alike. Kept apart from `remote`
-    /// so that a `get_local` never waits on a load that is asking a peer.
+    /// Deduplicates getter calls, from `get` and `local().get` alike. Kept apart from `remote`
+    /// so that an owner's get never waits on a load that is asking a peer.
     pub(crate) local: Flight<Bytes, Found, Error>,
     /// Keeps loads that began before a write from filling a cache after it.
     ledger: Ledger,

@@ -4,7 +4,7 @@
 //! Groups `roundtrip_100B` and `roundtrip_64KiB` (the value's size), rows:
 //! - `alo`: an owner node, `alo_http::serve` on `127.0.0.1:0` with a group `g` whose getter
 //!   returns the fixed value, its cache warmed before timing. The timed operation is the peer
-//!   request exactly as a non-owner node makes it: the `HttpGetter` that an `HttpPool` (self URL
+//!   request exactly as a non-owner node makes it: the peer client that an `HttpPool` (self URL
 //!   `http://127.0.0.1:1`, peers: that and the owner) picks for a key the ring gives the owner,
 //!   `getter.get("g", key).await`, through `dyn Peer` as a group calls it. That the owner
 //!   called its getter once only (the warm-up) is checked afterwards.

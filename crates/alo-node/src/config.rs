@@ -71,7 +71,8 @@ pub struct Config {
     /// turn within their load deadline. It bounds the connections to an HTTP origin too.
     #[arg(long, env = "ALO_ORIGIN_MAX_CONCURRENCY", default_value_t = 64, value_parser = positive_usize)]
     pub origin_max_concurrency: usize,
-    /// How long one request to an HTTP origin may take, in milliseconds.
+    /// The most one request to an HTTP origin may take, in milliseconds: a request has what is
+    /// left of its load's deadline, and at most this.
     #[arg(long, env = "ALO_ORIGIN_TIMEOUT_MS", default_value_t = 10_000, value_parser = positive)]
     pub origin_timeout_ms: u64,
     /// The deadline of a load, in milliseconds: past it the callers get 504, the load is
