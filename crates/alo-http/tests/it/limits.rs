@@ -1,6 +1,8 @@
 //! What a connection may hold: a head's time and size, idle time, a stalled write, a slot among
 //! the open connections, and the time it may delay a shutdown. On paused time: every limit is
-//! reached as soon as the runtime has nothing else to do, and timed exactly.
+//! reached as soon as the runtime has nothing else to do. The sockets are real, and the kernel
+//! may hand a loopback read over after the clock has moved on, so a limit is checked never to
+//! strike early, and to strike within a bound.
 
 use std::time::Duration;
 
@@ -88,7 +90,8 @@ async fn a_half_sent_head_is_closed_at_the_header_timeout() {
         .expect("send");
     let started = Instant::now();
     let answer = closed_within(&mut conn, Duration::from_secs(5)).await;
-    assert_eq!(started.elapsed(), ms(200), "at the timeout, not before");
+    let waited = started.elapsed();
+    assert!(waited >= ms(200) && waited < ms(1000), "{waited:?}");
     assert!(
         !answer.starts_with(b"HTTP/1.1 200"),
         "no request was served"
@@ -111,7 +114,8 @@ async fn an_idle_connection_is_closed_at_the_idle_timeout() {
     let answer = closed_within(&mut conn, Duration::from_secs(5)).await;
     assert!(answer.starts_with(b"HTTP/1.1 200"));
     assert!(answer.ends_with(b"ok"));
-    assert_eq!(started.elapsed(), ms(200), "at the idle timeout");
+    let waited = started.elapsed();
+    assert!(waited >= ms(200) && waited < ms(1000), "{waited:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -223,9 +227,9 @@ async fn a_shutdown_closes_what_is_left_at_its_deadline() {
         .expect("the server returned by its deadline")
         .expect("server task")
         .expect("serve ended cleanly");
-    assert_eq!(
-        started.elapsed(),
-        ms(300),
-        "it waited for the request until the shutdown timeout"
+    let waited = started.elapsed();
+    assert!(
+        waited >= ms(300) && waited < ms(1000),
+        "it waited for the request until the shutdown timeout: {waited:?}"
     );
 }
