@@ -124,7 +124,9 @@ async fn a_remove_drops_the_hot_copy_on_another_node() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+// On the wall clock: with real sockets, paused time may jump a sweep tick (1 s) past a read the
+// kernel has not handed over yet, and expire the value before it is first read.
+#[tokio::test]
 async fn the_wire_carries_the_time_remaining_and_copies_expire_with_the_owner() {
     let nodes = Node::cluster(2, Behaviour::default()).await;
     let key = key_of(&nodes, 1);
@@ -139,7 +141,7 @@ async fn the_wire_carries_the_time_remaining_and_copies_expire_with_the_owner() 
         .pool
         .pick_peer(key.as_bytes())
         .expect("node 1 owns it");
-    let deadline = tokio::time::Instant::now().into_std() + Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let found = getter
         .get("g", key.as_bytes(), deadline)
         .await
@@ -152,7 +154,7 @@ async fn the_wire_carries_the_time_remaining_and_copies_expire_with_the_owner() 
         get_until_hot(&nodes[0].group, &key).await.expect("value"),
         "no hot copy"
     );
-    // Waiting for the deadline to pass, on paused time.
+    // Waiting for the deadline to pass, not for another task.
     tokio::time::sleep(ttl).await;
     for node in &nodes {
         assert_eq!(

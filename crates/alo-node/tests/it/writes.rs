@@ -206,7 +206,9 @@ async fn a_remove_during_a_slow_load_leaves_no_node_serving_the_old_value() {
     assert_eq!(body, "{\"members\": 3, \"unreachable\": 1}\n");
 }
 
-#[tokio::test(start_paused = true)]
+// On the wall clock: with real sockets, paused time may jump past a read the kernel has not
+// handed over yet, and expire the value before it is first read.
+#[tokio::test]
 async fn an_expired_value_is_served_stale_with_a_header_while_the_origin_fails() {
     let origin = origin().await;
     let args = [
@@ -226,7 +228,7 @@ async fn an_expired_value_is_served_stale_with_a_header_while_the_origin_fails()
         (&b"/k@0"[..], None)
     );
     origin.failing.store(true, Ordering::SeqCst);
-    // Waiting for the TTL to pass, on paused time.
+    // Waiting for the TTL to pass, not for another task.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (status, headers, body) = node.get("/api/web/k").await;
     assert_eq!((status, body.as_ref()), (StatusCode::OK, &b"/k@0"[..]));
