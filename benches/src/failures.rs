@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rustix::process::Signal;
+
 use crate::load::{self, Keys, TICK, Target};
 use crate::procs::{self, Proc};
 
@@ -92,9 +94,9 @@ pub(crate) async fn fault(
     let act = async {
         tokio::time::sleep(at).await;
         match fault {
-            Fault::Stop => victim.signal("-STOP").map(|()| None),
+            Fault::Stop => victim.signal(Signal::STOP).map(|()| None),
             Fault::KillAndRestart => {
-                victim.signal("-KILL")?;
+                victim.signal(Signal::KILL)?;
                 tokio::time::sleep(back_at - at).await;
                 victim.restart().await.map(Some)
             }
@@ -104,7 +106,7 @@ pub(crate) async fn fault(
     let (report, restarted) = tokio::join!(run, act);
     let (report, _restarted) = (report?, restarted?);
     if fault == Fault::Stop {
-        victim.signal("-CONT")?;
+        victim.signal(Signal::CONT)?;
     }
 
     let tick = TICK.as_secs_f64();

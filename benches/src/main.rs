@@ -7,18 +7,24 @@
 //! second, the ratio to the floor, p50/p99/p99.9 latency, CPU per request (from `/proc`, over
 //! the system's processes) and, for three nodes, the share of gets that hopped to a peer.
 //! `--quick` runs each scenario for a second, once, and fails on any error or wrong value; it
-//! checks that the benchmark works, never how fast anything is. `alo-bench hostile` runs the
-//! hostile peers and clients of the peer port instead (see `hostile.rs`).
+//! checks that the benchmark works, never how fast anything is. `--baseline-node PATH` runs
+//! every scenario with nodes a second time, with the alo-node at PATH, interleaved with the
+//! others, to compare two builds in one run.
+//!
+//! `alo-bench hostile` runs hostile clients and peers against fresh nodes instead (see
+//! `hostile.rs`), and `alo-bench rss` the memory a node holds per cached item (see `rss.rs`).
 
 mod failures;
 mod hostile;
 mod load;
+mod markdown;
 mod procs;
+mod rss;
 mod servers;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -52,6 +58,11 @@ struct Args {
     /// nothing is written. For profiling one scenario.
     #[arg(long)]
     only: Option<String>,
+    /// Another alo-node binary (an older build, say): every scenario with nodes runs again
+    /// with it, as "NAME (baseline)", interleaved with the others in each repetition;
+    /// nothing is written.
+    #[arg(long, value_name = "PATH")]
+    baseline_node: Option<PathBuf>,
     /// Where to write the results (a section between markers, replaced on each run).
     #[arg(long, default_value = "BENCHMARKS.md")]
     write: PathBuf,
@@ -59,9 +70,22 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Hostile peers and clients against the peer port, each scenario on fresh nodes: prints a
-    /// table of what each measured against its target, and fails if one is missed.
-    Hostile,
+    /// Hostile clients of the client API and hostile peers of the peer port, each scenario on
+    /// fresh nodes: prints a table of what each measured against its target, and fails if one
+    /// is missed.
+    Hostile {
+        /// Run only these groups of scenarios (comma-separated): idle, heads, shutdown,
+        /// descriptors (the client API); bodies, origin, writes, members, log (the peer port).
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        only: Vec<String>,
+    },
+    /// The resident memory a node grows by while it caches values of 100 bytes from an
+    /// origin, against what its cache reports holding: one node, then three.
+    Rss {
+        /// Keys fetched, each once.
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+    },
     /// Run the floor server (used by the benchmark itself).
     #[command(hide = true)]
     Floor { listen: SocketAddr },
@@ -152,16 +176,62 @@ fn main() -> anyhow::Result<()> {
             let delay = Duration::from_millis(delay_ms);
             return servers::run(servers::Kind::Origin, listen, delay, count);
         }
-        Some(Command::Hostile) | None => {}
+        Some(Command::Hostile { .. } | Command::Rss { .. }) | None => {}
     }
     // The load generator on one thread, as `wrk -t1`: the rest of the machine is the servers'.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     match args.command {
-        Some(Command::Hostile) => runtime.block_on(hostile::run()),
+        Some(Command::Hostile { only }) => runtime.block_on(hostile::run(&only)),
+        Some(Command::Rss { keys }) => runtime.block_on(rss::run(keys)),
         _ => runtime.block_on(bench(args)),
     }
+}
+
+/// One system the benchmark measures: a scenario, with the alo-node it runs.
+#[derive(Debug)]
+struct Run {
+    scenario: Scenario,
+    /// The binary its nodes run (unused by the floor).
+    node: PathBuf,
+    /// Whether `node` is the `--baseline-node`.
+    baseline: bool,
+}
+
+impl Run {
+    fn name(&self) -> String {
+        if self.baseline {
+            format!("{} (baseline)", self.scenario.name)
+        } else {
+            self.scenario.name.to_string()
+        }
+    }
+}
+
+/// The systems of a run, in the order each repetition measures them: the floor first, then
+/// each scenario `only` leaves in, each followed by its run on `baseline` when there is one
+/// and the scenario runs nodes.
+fn runs(node: &Path, baseline: Option<&Path>, only: Option<&str>) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for (i, scenario) in SCENARIOS.iter().enumerate() {
+        if i != 0 && only.is_some_and(|o| !scenario.name.contains(o)) {
+            continue;
+        }
+        runs.push(Run {
+            scenario: *scenario,
+            node: node.to_path_buf(),
+            baseline: false,
+        });
+        if let (Some(baseline), false) = (baseline, matches!(scenario.system, System::Floor)) {
+            runs.push(Run {
+                scenario: *scenario,
+                node: baseline.to_path_buf(),
+                baseline: true,
+            });
+        }
+    }
+    runs
 }
 
 async fn bench(mut args: Args) -> anyhow::Result<()> {
@@ -170,26 +240,28 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
     }
     let me = std::env::current_exe()?;
     let node = procs::alo_node()?;
+    let baseline = match &args.baseline_node {
+        Some(path) => {
+            let found = std::fs::canonicalize(path)
+                .with_context(|| format!("--baseline-node {}", path.display()))?;
+            Some(found)
+        }
+        None => None,
+    };
+    let runs = runs(&node, baseline.as_deref(), args.only.as_deref());
     let origin = Proc::start(&me, &serve_args("origin"), "listening on ").await?;
     let duration = Duration::from_secs(args.seconds);
-    let mut samples: Vec<Vec<Sample>> = SCENARIOS.iter().map(|_| Vec::new()).collect();
+    let mut samples: Vec<Vec<Sample>> = runs.iter().map(|_| Vec::new()).collect();
     for rep in 0..args.reps {
-        for (i, scenario) in SCENARIOS.iter().enumerate() {
-            let chosen = args
-                .only
-                .as_ref()
-                .is_none_or(|o| scenario.name.contains(o.as_str()));
-            if i != 0 && !chosen {
-                continue;
-            }
-            let seed = (rep * SCENARIOS.len() + i) as u64;
-            let sample = measure(scenario, &args, &node, &me, origin.addr, duration, seed)
+        for (i, run) in runs.iter().enumerate() {
+            let seed = (rep * runs.len() + i) as u64;
+            let sample = measure(run, &args, &me, origin.addr, duration, seed)
                 .await
-                .with_context(|| format!("scenario {:?}", scenario.name))?;
+                .with_context(|| format!("scenario {:?}", run.name()))?;
             eprintln!(
-                "rep {} {:<50} {:>9.0} req/s  errors {} wrong {}",
+                "rep {} {:<61} {:>9.0} req/s  errors {} wrong {}",
                 rep + 1,
-                scenario.name,
+                run.name(),
                 sample.report.per_second(),
                 sample.report.errors,
                 sample.report.wrong
@@ -198,30 +270,44 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
         }
     }
     if args.only.is_some() {
-        println!("{}", table(&samples, &args));
+        println!("{}", markdown::table(&runs, &samples, &args));
         return Ok(());
     }
-    let failures: Vec<String> = SCENARIOS
+    let failures: Vec<String> = runs
         .iter()
         .zip(&samples)
-        .flat_map(|(s, runs)| runs.iter().map(move |r| (s, r)))
-        .filter(|(_, r)| r.report.errors != 0 || r.report.wrong != 0 || r.report.ok == 0)
-        .map(|(s, r)| {
-            let (ok, errors, wrong) = (r.report.ok, r.report.errors, r.report.wrong);
-            format!("{}: {ok} ok, {errors} errors, {wrong} wrong values", s.name)
+        .flat_map(|(run, samples)| samples.iter().map(move |s| (run, s)))
+        .filter(|(_, s)| s.report.errors != 0 || s.report.wrong != 0 || s.report.ok == 0)
+        .map(|(run, s)| {
+            let (ok, errors, wrong) = (s.report.ok, s.report.errors, s.report.wrong);
+            format!(
+                "{}: {ok} ok, {errors} errors, {wrong} wrong values",
+                run.name()
+            )
         })
         .collect();
     if !failures.is_empty() {
         anyhow::bail!("the benchmark saw failures:\n{}", failures.join("\n"));
     }
-    let mut table = table(&samples, &args);
+    let mut table = markdown::table(&runs, &samples, &args);
     let fault_time = Duration::from_secs(if args.quick { 3 } else { 10 });
-    let mut findings = vec![failures::hang_ups(&node, &me).await?];
-    for fault in [failures::Fault::Stop, failures::Fault::KillAndRestart] {
-        let (keys, connections) = (args.keys, args.connections);
-        let finding =
-            failures::fault(fault, &node, origin.addr, keys, connections, fault_time).await?;
-        findings.push(finding);
+    let mut findings = Vec::new();
+    for (binary, label) in [
+        (Some(node.as_path()), ""),
+        (baseline.as_deref(), "Baseline: "),
+    ] {
+        let Some(binary) = binary else { continue };
+        let mut found = vec![failures::hang_ups(binary, &me).await?];
+        for fault in [failures::Fault::Stop, failures::Fault::KillAndRestart] {
+            let (keys, connections) = (args.keys, args.connections);
+            let finding =
+                failures::fault(fault, binary, origin.addr, keys, connections, fault_time).await?;
+            found.push(finding);
+        }
+        for finding in &mut found {
+            finding.text.insert_str(0, label);
+        }
+        findings.extend(found);
     }
     for finding in &findings {
         let _ = write!(table, "\n{}\n", finding.text);
@@ -239,8 +325,10 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
     );
     if args.quick {
         println!("quick run: every scenario answered, no errors, no wrong values");
+    } else if baseline.is_some() {
+        println!("a run beside a baseline: nothing written");
     } else {
-        write_section(&args.write, &table)?;
+        markdown::write_section(&args.write, &table)?;
         println!("written to {}", args.write.display());
     }
     Ok(())
@@ -252,14 +340,14 @@ fn serve_args(kind: &str) -> Vec<String> {
 
 /// Starts the scenario's system, warms it, runs the load and reads what it cost.
 async fn measure(
-    scenario: &Scenario,
+    run: &Run,
     args: &Args,
-    node: &std::path::Path,
-    me: &std::path::Path,
+    me: &Path,
     origin: SocketAddr,
     duration: Duration,
     seed: u64,
 ) -> anyhow::Result<Sample> {
+    let (scenario, node) = (&run.scenario, run.node.as_path());
     let procs = match scenario.system {
         System::Floor => vec![Proc::start(me, &serve_args("floor"), "listening on ").await?],
         System::OneNode => nodes(node, origin, &["64MiB"]).await?,
@@ -322,11 +410,7 @@ async fn measure(
 }
 
 /// Nodes over `origin`, one per budget, that know each other; node 1 first.
-async fn nodes(
-    node: &std::path::Path,
-    origin: SocketAddr,
-    budgets: &[&str],
-) -> anyhow::Result<Vec<Proc>> {
+async fn nodes(node: &Path, origin: SocketAddr, budgets: &[&str]) -> anyhow::Result<Vec<Proc>> {
     let args = |i: usize| {
         let origin = format!("http://{origin}");
         ["--origin-url", &origin, "--cache-bytes", budgets[i]]
@@ -336,102 +420,4 @@ async fn nodes(
     };
     let cluster = procs::cluster(node, budgets.len(), &[], args, procs::Log::Errors).await?;
     Ok(cluster.nodes)
-}
-
-/// The median of `values`.
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-/// The results as a Markdown table, with how they were made.
-fn table(samples: &[Vec<Sample>], args: &Args) -> String {
-    let floor = &samples[0];
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| scenario | req/s | / floor | p50 us | p99 us | p99.9 us | p99 / floor | CPU us/req | CPU / floor | hops |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let cpu_per = |s: &Sample| s.cpu.as_secs_f64() * 1e6 / s.report.ok.max(1) as f64;
-    for (scenario, runs) in SCENARIOS.iter().zip(samples) {
-        if runs.is_empty() {
-            continue; // left out by `--only`
-        }
-        let per_rep = |f: &dyn Fn(&Sample, &Sample) -> f64| {
-            median(runs.iter().zip(floor).map(|(s, f0)| f(s, f0)).collect())
-        };
-        let rate = per_rep(&|s, _| s.report.per_second());
-        let ratio = per_rep(&|s, f0| s.report.per_second() / f0.report.per_second());
-        let p = |q: f64| per_rep(&|s, _| s.report.percentile_us(q) as f64);
-        let p99_ratio = per_rep(&|s, f0| {
-            s.report.percentile_us(0.99) as f64 / f0.report.percentile_us(0.99) as f64
-        });
-        let cpu = per_rep(&|s, _| cpu_per(s));
-        let cpu_ratio = per_rep(&|s, f0| cpu_per(s) / cpu_per(f0));
-        let hops = match runs[0].hops {
-            Some(_) => format!("{:.0}%", 100.0 * per_rep(&|s, _| s.hops.unwrap_or(0.0))),
-            None => "-".to_string(),
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {rate:.0} | {ratio:.2} | {:.0} | {:.0} | {:.0} | {p99_ratio:.2} | {cpu:.1} | {cpu_ratio:.2} | {hops} |",
-            scenario.name,
-            p(0.5),
-            p(0.99),
-            p(0.999),
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n{} connections, closed loop, {} s per measurement, {} keys of 100 bytes, medians of {} \
-         repetitions with the systems interleaved; ratios are taken per repetition against the \
-         floor of that repetition. CPU is user + system time of the system's processes (three for \
-         three nodes), not of the load generator or the origin.",
-        args.connections, args.seconds, args.keys, args.reps
-    );
-    out
-}
-
-const START: &str = "<!-- alo-bench: start -->";
-const END: &str = "<!-- alo-bench: end -->";
-
-/// Replaces the section between the markers of `path` (appending one if there is none) with the
-/// table, the machine and the date.
-fn write_section(path: &std::path::Path, table: &str) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let section = format!(
-        "{START}\n`cargo run --release -p alo-bench` on {} ({} cores), {}, {}:\n\n{table}{END}",
-        machine(),
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        command_line("date", &["-u", "+%Y-%m-%d"]),
-        command_line("rustc", &["--version"]),
-    );
-    let text = match (text.find(START), text.find(END)) {
-        (Some(a), Some(b)) if a < b => format!("{}{section}{}", &text[..a], &text[b + END.len()..]),
-        _ => format!("{text}\n## End to end: `alo-bench`\n\n{section}\n"),
-    };
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
-}
-
-/// The CPU's model name.
-fn machine() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_else(|| "an unknown CPU".to_string())
-}
-
-/// What `program args` prints, trimmed, or `?`.
-fn command_line(program: &str, args: &[&str]) -> String {
-    std::process::Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "?".to_string())
 }

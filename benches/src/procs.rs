@@ -13,6 +13,7 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use rustix::process::{Pid, Signal, kill_process};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
@@ -150,13 +151,25 @@ impl Proc {
         Ok(Duration::from_secs_f64(ticks as f64 / per_second as f64))
     }
 
-    /// Sends `signal` (`-STOP`, `-CONT`, `-KILL`).
-    pub(crate) fn signal(&self, signal: &str) -> anyhow::Result<()> {
-        let status = std::process::Command::new("kill")
-            .args([signal, &self.pid()?.to_string()])
-            .status()?;
-        anyhow::ensure!(status.success(), "kill {signal} failed");
+    /// Sends `signal` (`Signal::STOP`, `CONT`, `KILL`, `TERM`).
+    pub(crate) fn signal(&self, signal: Signal) -> anyhow::Result<()> {
+        let pid = i32::try_from(self.pid()?)?;
+        let pid = Pid::from_raw(pid).context("a process id of 0")?;
+        kill_process(pid, signal).with_context(|| format!("sending {signal:?}"))?;
         Ok(())
+    }
+
+    /// The descriptors it holds open now (entries of `/proc/PID/fd`).
+    pub(crate) fn descriptors(&self) -> anyhow::Result<usize> {
+        Ok(std::fs::read_dir(format!("/proc/{}/fd", self.pid()?))?.count())
+    }
+
+    /// Waits at most `limit` for it to exit: how it exited, or `None` if it still runs.
+    pub(crate) async fn wait(&mut self, limit: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => Ok(Some(status?)),
+            Err(_) => Ok(None),
+        }
     }
 }
 

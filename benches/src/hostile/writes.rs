@@ -9,6 +9,7 @@ use alo_http::{AUTH_HEADER, PeerSecrets};
 use anyhow::Context as _;
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use rustix::process::Signal;
 
 use super::raw;
 use super::{Row, SECRET, SecretFile, ms, strings, timed};
@@ -32,7 +33,7 @@ pub(super) async fn with_a_stopped_member(node: &Path) -> anyhow::Result<Vec<Row
     let cluster = procs::cluster(node, 3, &[], |_| strings(&["--allow-writes"]), Log::Kept).await?;
     let api = cluster.nodes[0].addr;
     let victim = &cluster.nodes[2];
-    victim.signal("-STOP")?;
+    victim.signal(Signal::STOP)?;
     let stopped = Instant::now();
     let rows = async {
         let remove = |key: &str| {
@@ -86,7 +87,7 @@ pub(super) async fn with_a_stopped_member(node: &Path) -> anyhow::Result<Vec<Row
         Ok(rows)
     }
     .await;
-    victim.signal("-CONT")?;
+    victim.signal(Signal::CONT)?;
     rows
 }
 
