@@ -222,6 +222,34 @@ impl<K, V, W, S> ShardedLru<K, V, W, S> {
         self.shards.len()
     }
 
+    /// A copy of every entry, most recently used first: each shard's entries in their order,
+    /// the shards taken in turns (recency is per shard, so across shards the order is close to,
+    /// not exactly, the global one). Each shard is locked once, while its entries are cloned
+    /// (for `bytes::Bytes`, reference counts); nothing is reordered or counted as a hit.
+    pub fn snapshot(&self) -> Vec<(K, V)>
+    where
+        K: Clone,
+        V: Clone,
+    {
+        let per_shard: Vec<Vec<(K, V)>> = self
+            .shards
+            .iter()
+            .map(|s| {
+                let shard = lock(s);
+                shard.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+            })
+            .collect();
+        let total = per_shard.iter().map(Vec::len).sum();
+        let mut turns: Vec<_> = per_shard.into_iter().map(Vec::into_iter).collect();
+        let mut all = Vec::with_capacity(total);
+        while all.len() < total {
+            for shard in &mut turns {
+                all.extend(shard.next());
+            }
+        }
+        all
+    }
+
     /// Removes every entry, one shard at a time. The counters are kept.
     pub fn clear(&self) {
         for s in self.shards.iter() {

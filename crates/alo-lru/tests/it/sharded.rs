@@ -175,3 +175,32 @@ fn a_panic_in_user_code_does_not_poison_the_cache() {
     cache.insert(Touchy(2), 20).expect("unbounded");
     assert_eq!(cache.len(), 2);
 }
+
+#[test]
+fn a_snapshot_holds_every_entry_most_recent_first_within_each_shard() {
+    let cache: ShardedLru<u64, u64> = ShardedLru::with_shards(0, 4);
+    for k in 0..100 {
+        cache.insert(k, k * 10).expect("unbounded");
+    }
+    // A hit makes 7 the most recent of its shard; a peek changes nothing.
+    assert_eq!(cache.get(&7), Some(70));
+    let hits = cache.stats().hits;
+    let snapshot = cache.snapshot();
+    assert_eq!(cache.stats().hits, hits, "a snapshot is not a hit");
+    assert_eq!(snapshot.len(), 100);
+    let mut keys: Vec<u64> = snapshot.iter().map(|&(k, _)| k).collect();
+    assert!(snapshot.iter().all(|&(k, v)| v == k * 10));
+    // The first entries are the shards' most recent, 7 among them.
+    assert!(keys[..4].contains(&7), "{:?}", &keys[..4]);
+    keys.sort_unstable();
+    assert_eq!(keys, (0..100).collect::<Vec<_>>());
+
+    // One shard: exactly the recency order.
+    let one: ShardedLru<u64, u64> = ShardedLru::with_shards(0, 1);
+    for k in 0..5 {
+        one.insert(k, k).expect("unbounded");
+    }
+    assert_eq!(one.get(&1), Some(1));
+    let order: Vec<u64> = one.snapshot().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(order, [1, 4, 3, 2, 0]);
+}
