@@ -11,16 +11,20 @@ use futures_util::future::BoxFuture;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::Instrument;
 
-use crate::freshness::{Deadlines, Fallback, Judged, now};
+use crate::freshness::{Deadlines, Fallback, Judged, later, now};
 use crate::stats::{Counters, Gauge, bump};
 use crate::store::Store;
 use crate::{
-    Error, Found, Getter, GroupStats, LoadContext, LoadError, PeerPicker, Stale, escape,
-    escape_bytes,
+    Error, Found, Getter, GroupStats, LoadContext, LoadError, Loaded, Peer, PeerPicker, Stale,
+    escape, escape_bytes,
 };
 
 /// How often a group drops the entries whose deadline has passed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a new owner waits for the previous owner's answer to a peek before it loads the key
+/// itself: a peek is answered from memory, so a member that takes longer is not worth waiting on.
+pub const PEEK_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// A named, read-through cache of byte values: gets are answered from the local caches, else by
 /// the key's owner among the peers, else by the getter, once per key however many callers wait.
@@ -243,21 +247,26 @@ impl Group {
             if let Some(found) = inner.store.peek_fresh(&key) {
                 return found;
             }
-            let peer = inner.picker.as_ref().and_then(|p| p.pick_peer(&key));
-            if let Some(peer) = peer {
-                let given = inner.deadlines.peer_get(deadline);
-                let asked = peer.get(&inner.name, &key, given);
-                let answer = tokio::time::timeout_at(inner.deadlines.backstop(given), asked).await;
-                // A transport that does not keep its deadline gave no answer either.
-                let answer = answer
-                    .unwrap_or_else(|_| Err(LoadError::unreachable("no answer by the deadline")));
-                match answer {
+            let Some(picker) = &inner.picker else {
+                drop(ticket);
+                return self.load_local(key, deadline).await.0;
+            };
+            let mut asked: Option<Arc<dyn Peer>> = None;
+            // The owner, then, if it gave no answer and the picker has since named another
+            // member in its place (its successor), that one, once.
+            while let Some(peer) = picker.pick_peer(&key) {
+                if asked.as_ref().is_some_and(|a| a.name() == peer.name()) {
+                    break;
+                }
+                if asked.is_some() {
+                    bump(&inner.counters.successor_loads);
+                }
+                match self.ask(&*peer, &key, deadline).await {
                     Ok(found) => {
                         bump(&inner.counters.peer_loads);
                         return Ok(inner.store.fill_copy(ticket, key, found));
                     }
-                    // No answer: a dead owner never fails the caller while there is time to
-                    // load the key here.
+                    // No answer: a dead owner never fails the caller while there is time left.
                     Err(LoadError::Unreachable(reason)) => {
                         bump(&inner.counters.peer_errors);
                         if now() >= deadline {
@@ -265,7 +274,7 @@ impl Group {
                             tracing::warn!(group = %inner.name, key = %escape_bytes(&key), reason = %escape(&reason), "no answer from the owner in time");
                             return Err(Error::Timeout);
                         }
-                        tracing::debug!(group = %inner.name, reason = %escape(&reason), "peer unreachable; loading locally");
+                        tracing::debug!(group = %inner.name, reason = %escape(&reason), "peer unreachable; asking again where the key goes");
                     }
                     // The owner's answer about the key or its load: asking the origin again
                     // here would ask it twice.
@@ -274,10 +283,30 @@ impl Group {
                         return Err(e.into());
                     }
                 }
+                if asked.is_some() {
+                    break;
+                }
+                asked = Some(peer);
             }
             drop(ticket);
             self.load_local(key, deadline).await.0
         })
+    }
+
+    /// Asks `peer` for `key` by the load's `deadline` (the peer gets half a margin more);
+    /// `Unreachable` when it gave no answer, its transport's deadline included.
+    async fn ask(
+        &self,
+        peer: &dyn Peer,
+        key: &[u8],
+        deadline: Instant,
+    ) -> Result<Found, LoadError> {
+        let inner = &self.inner;
+        let given = inner.deadlines.peer_get(deadline);
+        let asked = peer.get(&inner.name, key, given);
+        tokio::time::timeout_at(inner.deadlines.backstop(given), asked)
+            .await
+            .unwrap_or_else(|_| Err(LoadError::unreachable("no answer by the deadline")))
     }
 
     /// Step 3 through the local singleflight, by `deadline`: the result, and whether it was
@@ -315,6 +344,16 @@ impl Group {
             let ticket = inner.store.begin(&key);
             if let Some(found) = inner.store.peek_fresh(&key) {
                 return found;
+            }
+            if let Some(found) = inner.peek_previous_owner(&key, deadline).await {
+                return Ok(inner.fill(
+                    ticket,
+                    key,
+                    Loaded {
+                        value: found.value,
+                        ttl: found.ttl,
+                    },
+                ));
             }
             let ctx = LoadContext::with(key.clone(), deadline, tracing::Span::current());
             // Fires if the getter's future is dropped unanswered: at the deadline below, or
@@ -374,6 +413,29 @@ fn load_span(group: &str, key: &[u8]) -> tracing::Span {
 }
 
 impl Inner {
+    /// The value of `key` from the member that owned it before the members changed, if the
+    /// picker names one and it holds the key fresh: a new owner's peek, within
+    /// [`PEEK_TIMEOUT`] (and the load's deadline). `None` on a miss or no answer: load as ever.
+    async fn peek_previous_owner(&self, key: &[u8], deadline: Instant) -> Option<Found> {
+        let peer = self.picker.as_ref()?.previous_owner(key)?;
+        bump(&self.counters.peeks);
+        let given = deadline.min(later(now(), PEEK_TIMEOUT));
+        let peeked = peer.peek(&self.name, key, given);
+        let answer = tokio::time::timeout_at(self.deadlines.backstop(given), peeked).await;
+        match answer {
+            Ok(Ok(Some(found))) if found.stale.is_none() => {
+                bump(&self.counters.peek_hits);
+                Some(found)
+            }
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => {
+                tracing::debug!(group = %self.name, peer = peer.name(), error = %escape(&e), "a peek got no answer; loading");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     /// A turn to call the getter, once one is free: held for the call, counted while waited for
     /// and while held.
     async fn turn(&self) -> Turn<'_> {
@@ -397,7 +459,7 @@ impl Inner {
 
     /// Keeps a loaded value in the main cache, unless a write came first, and returns what to
     /// serve; a value too large to keep is served, and counted.
-    fn fill(&self, ticket: crate::ledger::Ticket<'_>, key: Bytes, loaded: crate::Loaded) -> Found {
+    fn fill(&self, ticket: crate::ledger::Ticket<'_>, key: Bytes, loaded: Loaded) -> Found {
         match self.store.fill(ticket, key.clone(), loaded) {
             Ok(found) => found,
             Err(found) => {

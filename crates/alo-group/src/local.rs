@@ -53,6 +53,36 @@ impl Local<'_> {
         }
     }
 
+    /// `key`'s value if this node holds it fresh, from its caches only, never loading: what a
+    /// peer's peek is answered with. Counts a peek answered (and a hit when it holds the key).
+    pub fn peek(self, key: impl AsRef<[u8]>) -> Option<Found> {
+        let inner = &self.group.inner;
+        bump(&inner.counters.peeks_answered);
+        let found = match inner.store.peek_fresh(key.as_ref()) {
+            Some(Ok(found)) if found.stale.is_none() => found,
+            _ => return None,
+        };
+        bump(&inner.counters.peeks_answered_held);
+        Some(found)
+    }
+
+    /// Keeps `found`, a value a leaving member hands over, unless this node holds `key` already
+    /// (a fill never overwrites a value), the value is stale, expired or too large, or a write to
+    /// the key comes first: what a peer's fill is answered with. Says whether it was kept, and
+    /// counts it in `fills`.
+    pub fn fill(self, key: impl AsRef<[u8]>, found: &Found) -> bool {
+        let inner = &self.group.inner;
+        let key = Bytes::copy_from_slice(key.as_ref());
+        if key.is_empty() {
+            return false;
+        }
+        let kept = inner.store.fill_absent(key, found);
+        if kept {
+            bump(&inner.counters.fills);
+        }
+        kept
+    }
+
     /// Stores `key -> value` here, as the key's owner, for `ttl` (`None`: the group's default):
     /// what a peer's set is answered with. Loads of the key in flight here keep their value
     /// out of the caches; the hot copy, if any, is dropped.

@@ -13,8 +13,13 @@ use crate::{Found, LoadError};
 
 /// Names the member that owns a key. `alo-http`'s `HttpPool` implements it over a hash ring.
 pub trait PeerPicker: Send + Sync + 'static {
-    /// The owner of `key` when it is another node; `None` when this node owns the key or there
-    /// are no peers, and the group loads it itself.
+    /// The member to ask for `key`: its owner, or, while the owner is down, the member that takes
+    /// its place (the next on the key's preference list that is up; every node picks the same
+    /// one, so the key is loaded once, where it will live if the owner stays gone). `None` when
+    /// that is this node, or there are no peers: the group loads the key itself.
+    ///
+    /// A group asks again after a peer gave no answer: a picker that has since marked that peer
+    /// down names its successor.
     fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn Peer>>;
 
     /// The owner of `key` for a write: like [`pick_peer`](PeerPicker::pick_peer), but whatever
@@ -28,6 +33,25 @@ pub trait PeerPicker: Send + Sync + 'static {
     /// none: a picker without it cannot invalidate other members' copies.
     fn other_members(&self) -> Vec<Arc<dyn Peer>> {
         Vec::new()
+    }
+
+    /// The member that held `key` before this node owned it, when the members changed recently
+    /// (the picker says how recently) and this node owns the key: a node that misses such a key
+    /// asks that member with a [peek](Peer::peek) before its getter, so that a change of members
+    /// moves keys, not the cache. On a consistent-hash ring that is the key's successor: a node
+    /// that joins takes its keys from it, and a node that is away leaves its keys to it. The
+    /// default is none.
+    fn previous_owner(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
+        let _ = key;
+        None
+    }
+
+    /// The member that takes `key` when this node leaves: its owner among the other members.
+    /// A group [hands over](crate::Group::hand_over) its values to them. The default is none:
+    /// nothing is handed over.
+    fn heir(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
+        let _ = key;
+        None
     }
 }
 
@@ -91,6 +115,33 @@ pub trait Peer: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), LoadError>> {
         let _ = (group, keys, deadline);
         Box::pin(async { Err(LoadError::unreachable("this transport cannot write")) })
+    }
+
+    /// `key`'s value in the peer's group `group` if the peer holds it fresh, from its caches
+    /// only: it never loads for a peek. `Ok(None)` when it does not hold it. What a new owner
+    /// asks the key's previous owner. The default holds nothing.
+    fn peek<'a>(
+        &'a self,
+        group: &'a str,
+        key: &'a [u8],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Option<Found>, LoadError>> {
+        let _ = (group, key, deadline);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Offers the peer `values` of its group `group` (each a key and its value with the time it
+    /// has left), which this node is leaving with: the peer keeps each it does not hold yet, and
+    /// a write there during the handover wins. `Ok` when the peer took the offer, whichever
+    /// values it kept.
+    fn fill<'a>(
+        &'a self,
+        group: &'a str,
+        values: &'a [(Bytes, Found)],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        let _ = (group, values, deadline);
+        Box::pin(async { Err(LoadError::unreachable("this transport cannot fill")) })
     }
 
     /// Drops every entry of the peer's group `group`.

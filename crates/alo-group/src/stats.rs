@@ -26,6 +26,13 @@ pub(crate) struct Counters {
     pub(crate) negative_hits: AtomicU64,
     pub(crate) stale_serves: AtomicU64,
     pub(crate) load_waits: AtomicU64,
+    pub(crate) peeks: AtomicU64,
+    pub(crate) peek_hits: AtomicU64,
+    pub(crate) peeks_answered: AtomicU64,
+    pub(crate) peeks_answered_held: AtomicU64,
+    pub(crate) fills: AtomicU64,
+    pub(crate) handed_over: AtomicU64,
+    pub(crate) successor_loads: AtomicU64,
     /// Gauges: getter calls running, and loads waiting for a turn to call the getter.
     pub(crate) loads_running: AtomicU64,
     pub(crate) loads_waiting: AtomicU64,
@@ -112,6 +119,21 @@ pub struct GroupStats {
     /// Loads that had to wait for a turn to call the getter, because `max_concurrent_loads`
     /// calls were running.
     pub load_waits: u64,
+    /// Peeks this node made: a key it owns since the members changed, missed here, asked of its
+    /// previous owner before the getter.
+    pub peeks: u64,
+    /// Those peeks answered with a value, which was kept here instead of loading it.
+    pub peek_hits: u64,
+    /// Peeks answered here for a new owner (from the caches only).
+    pub peeks_answered: u64,
+    /// Those answered with a value this node held.
+    pub peeks_answered_held: u64,
+    /// Values kept here that a leaving member handed over.
+    pub fills: u64,
+    /// Values this node handed over to their new owners when it left.
+    pub handed_over: u64,
+    /// Keys asked of the member that takes a down owner's place, after the owner gave no answer.
+    pub successor_loads: u64,
     /// The cache of keys this node owns or loaded.
     pub main_cache: CacheStats,
     /// The cache of copies of popular keys that other nodes own.
@@ -161,6 +183,13 @@ impl Counters {
             loads_running: read(&self.loads_running),
             loads_waiting: read(&self.loads_waiting),
             load_waits: read(&self.load_waits),
+            peeks: read(&self.peeks),
+            peek_hits: read(&self.peek_hits),
+            peeks_answered: read(&self.peeks_answered),
+            peeks_answered_held: read(&self.peeks_answered_held),
+            fills: read(&self.fills),
+            handed_over: read(&self.handed_over),
+            successor_loads: read(&self.successor_loads),
             main_cache,
             hot_cache,
         }

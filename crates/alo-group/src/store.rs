@@ -199,6 +199,47 @@ impl Store {
         });
     }
 
+    /// Keeps `found`, a value another member holds, unless this node holds the key already (a
+    /// fill never overwrites), it is stale or too large, or a write to the key comes first;
+    /// says whether it was kept. The value is copied, to own exactly its bytes.
+    pub(crate) fn fill_absent(&self, key: Bytes, found: &Found) -> bool {
+        let ttl = found.ttl.or(self.expiry.ttl);
+        if found.stale.is_some() || ttl == Some(Duration::ZERO) {
+            return false;
+        }
+        if found.value.len() > self.max_value_bytes || self.main.contains_key(&key) {
+            return false;
+        }
+        let ticket = self.ledger.begin(&key);
+        let owned = Bytes::copy_from_slice(&found.value);
+        let entry = Expiring::new(Some(owned), self.deadline(ttl, self.expiry.window()));
+        let mut kept = false;
+        ticket.keep(|| {
+            // Looked at again under the ledger's lock: a load may have filled it meanwhile.
+            if !self.main.contains_key(&key) {
+                kept = self.main.insert(key, entry).is_ok();
+            }
+        });
+        kept
+    }
+
+    /// Every value of the main cache that is fresh now, most recently used first (nearly: see
+    /// `ShardedLru::snapshot`), with the time it has left: what a leaving node hands over.
+    pub(crate) fn fresh_values(&self) -> Vec<(Bytes, Found)> {
+        let now = Now::default();
+        let window = self.expiry.window();
+        self.main
+            .snapshot()
+            .into_iter()
+            .filter_map(
+                |(key, entry)| match self.expiry.judge(entry, window, &now) {
+                    Judged::Fresh(Ok(found)) => Some((key, found)),
+                    _ => None,
+                },
+            )
+            .collect()
+    }
+
     /// Stores a written value here, as the key's owner, barring the loads of the key in flight
     /// and dropping its hot copy; says whether it fit (a value too large is refused, and the
     /// key's old value goes with it).

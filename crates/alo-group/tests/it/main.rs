@@ -10,5 +10,6 @@ mod net;
 mod peers;
 mod race;
 mod registry;
+mod ring;
 mod transport;
 mod writes;

@@ -38,6 +38,10 @@
 //! # }
 //! ```
 
+mod ring;
+
+pub use ring::RingCluster;
+
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -291,6 +295,30 @@ impl Peer for InProcess {
     ) -> BoxFuture<'a, Result<(), LoadError>> {
         Box::pin(async move {
             self.group(group)?.local().remove(keys);
+            Ok(())
+        })
+    }
+
+    fn peek<'a>(
+        &'a self,
+        group: &'a str,
+        key: &'a [u8],
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Result<Option<Found>, LoadError>> {
+        Box::pin(async move { Ok(self.group(group)?.local().peek(key)) })
+    }
+
+    fn fill<'a>(
+        &'a self,
+        group: &'a str,
+        values: &'a [(Bytes, Found)],
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        Box::pin(async move {
+            let group = self.group(group)?;
+            for (key, found) in values {
+                group.local().fill(key, found);
+            }
             Ok(())
         })
     }

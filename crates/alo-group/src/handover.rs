@@ -1,0 +1,154 @@
+//! A leaving node hands its values over to the members that own them without it, so that the
+//! cluster stays warm when a member goes away on purpose.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+
+use crate::{Found, Group, Peer, Unreached, escape};
+
+/// Values to hand over: each key, and its value with the time it has left.
+type Values = Vec<(Bytes, Found)>;
+
+/// The most bytes of values one fill request carries.
+const FILL_BYTES: usize = 1 << 20;
+
+/// The most values one fill request carries.
+const FILL_VALUES: usize = 256;
+
+/// What a [`Group::hand_over`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Handover {
+    /// Values offered to the members that own them now, and taken.
+    pub values: usize,
+    /// Their bytes (keys and values).
+    pub bytes: usize,
+    /// Values left behind: past the byte cap, the deadline, or with a member that did not take
+    /// them.
+    pub left: usize,
+    /// Members that did not take their values, each once, with the first reason.
+    pub unreachable: Vec<Unreached>,
+}
+
+impl Group {
+    /// Hands this node's values over to the members that own them without it (the picker's
+    /// [`heir`](crate::PeerPicker::heir) of each key), most recently used first, at most
+    /// `max_bytes` of keys and values, by `deadline`: what a node does before it leaves the
+    /// cluster on purpose. Each member keeps the values it does not hold yet; a write there
+    /// during the handover wins. A value keeps the time it has left. Values sent in one request
+    /// go in batches of at most 256 values or 1 MiB, one batch at a time per member, the members
+    /// in parallel.
+    pub async fn hand_over(&self, max_bytes: usize, deadline: Instant) -> Handover {
+        let inner = &self.inner;
+        let mut handover = Handover::default();
+        let Some(picker) = &inner.picker else {
+            return handover;
+        };
+        // Each heir's values, most recently used first, within the byte cap.
+        let mut heirs: HashMap<String, (Arc<dyn Peer>, Values)> = HashMap::new();
+        let mut bytes = 0usize;
+        for (key, found) in inner.store.fresh_values() {
+            let size = key.len() + found.value.len();
+            if bytes.saturating_add(size) > max_bytes {
+                handover.left += 1;
+                continue;
+            }
+            let Some(heir) = picker.heir(&key) else {
+                continue;
+            };
+            bytes += size;
+            let name = heir.name().to_string();
+            heirs
+                .entry(name)
+                .or_insert_with(|| (heir, Vec::new()))
+                .1
+                .push((key, found));
+        }
+        let sends = heirs.into_values().map(|(heir, values)| async move {
+            let mut taken = (0usize, 0usize);
+            let mut failed = None;
+            for batch in batches(&values) {
+                let size: usize = batch.iter().map(|(k, f)| k.len() + f.value.len()).sum();
+                let until = tokio::time::Instant::from_std(deadline);
+                let sent = tokio::time::timeout_at(until, heir.fill(&inner.name, batch, deadline));
+                match sent.await {
+                    Ok(Ok(())) => taken = (taken.0 + batch.len(), taken.1 + size),
+                    Ok(Err(e)) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                    Err(_) => {
+                        failed = Some("no answer by the deadline".to_string());
+                        break;
+                    }
+                }
+            }
+            (heir, values.len(), taken, failed)
+        });
+        for (heir, offered, (values, bytes), failed) in join_all(sends).await {
+            handover.values += values;
+            handover.bytes += bytes;
+            handover.left += offered - values;
+            if let Some(reason) = failed {
+                tracing::warn!(group = %inner.name, peer = heir.name(), reason = %escape(&reason), left = offered - values, "a member did not take the values handed over");
+                handover.unreachable.push(Unreached {
+                    peer: heir.name().to_string(),
+                    reason: reason.into(),
+                });
+            }
+        }
+        let handed = handover.values as u64;
+        inner
+            .counters
+            .handed_over
+            .fetch_add(handed, Ordering::Relaxed);
+        handover
+    }
+}
+
+/// `values` in batches of at most [`FILL_VALUES`] values and about [`FILL_BYTES`] bytes (a value
+/// larger than that goes alone).
+fn batches(values: &[(Bytes, Found)]) -> Vec<&[(Bytes, Found)]> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (key, found)) in values.iter().enumerate() {
+        let size = key.len() + found.value.len();
+        if i > start && (i - start == FILL_VALUES || bytes + size > FILL_BYTES) {
+            batches.push(&values[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < values.len() {
+        batches.push(&values[start..]);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(len: usize) -> (Bytes, Found) {
+        (
+            Bytes::from_static(b"k"),
+            Found::new(Bytes::from(vec![0; len]), None),
+        )
+    }
+
+    #[test]
+    fn batches_hold_at_most_their_count_and_about_their_bytes() {
+        let small: Vec<_> = (0..600).map(|_| value(10)).collect();
+        let sizes: Vec<usize> = batches(&small).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [256, 256, 88]);
+        let large: Vec<_> = (0..3).map(|_| value(FILL_BYTES)).collect();
+        let sizes: Vec<usize> = batches(&large).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [1, 1, 1], "a value over the cap goes alone");
+        assert!(batches(&[]).is_empty());
+    }
+}
