@@ -3,7 +3,7 @@
 //! its connections open is found out. And the peer's counters, as `/stats` shows them.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -22,7 +22,14 @@ pub(crate) struct HealthOptions {
     /// The first backoff of a down peer; doubled after each failed probe up to `max_backoff`.
     pub(crate) backoff: Duration,
     pub(crate) max_backoff: Duration,
+    /// The least time without an answer, while requests wait on a peer, that makes it suspect
+    /// of a stall (see [`Health::is_stalled`]).
+    pub(crate) stall_after: Duration,
 }
+
+/// How many times a peer's usual latency without an answer, while requests wait on it, makes it
+/// suspect of a stall (if longer than `stall_after`).
+const STALL_LATENCIES: u32 = 20;
 
 /// One peer's health. Failures and successes come from requests and probes; the state changes
 /// are logged once each, not once per request.
@@ -41,6 +48,17 @@ pub(crate) struct Health {
     failures_total: AtomicU64,
     batches: AtomicU64,
     batched_keys: AtomicU64,
+    /// What the stall check reads, all on tokio's clock, in nanoseconds since `start`.
+    start: tokio::time::Instant,
+    /// Requests waiting on the peer now.
+    outstanding: AtomicUsize,
+    /// When the peer last answered (a request or a probe), or when the first of the requests
+    /// outstanding began, whichever is later.
+    last_answer: AtomicU64,
+    /// The peer's usual latency: a moving average over its answers (1/8 of each new one).
+    latency: AtomicU64,
+    /// Times a stall was suspected.
+    stalls: AtomicU64,
 }
 
 struct State {
@@ -78,6 +96,17 @@ pub struct PeerStats {
     pub batches: u64,
     /// Keys asked for in those batches.
     pub batched_keys: u64,
+    /// Times the peer was suspected of a stall: requests waited on it for many times its usual
+    /// latency without an answer. New keys then went to its successor until it answered a
+    /// probe.
+    pub stalls: u64,
+    /// Removes and purges that did not reach the peer, waiting to be delivered when it answers
+    /// again (keys, and a purge counts one).
+    pub pending_writes: u64,
+    /// Removes and purges delivered late, when the peer answered again.
+    pub late_writes: u64,
+    /// Times the waiting removes outgrew their bound and became a purge of their group.
+    pub writes_overflowed: u64,
 }
 
 impl Health {
@@ -97,7 +126,58 @@ impl Health {
             failures_total: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             batched_keys: AtomicU64::new(0),
+            start: tokio::time::Instant::now(),
+            outstanding: AtomicUsize::new(0),
+            last_answer: AtomicU64::new(0),
+            latency: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
         }
+    }
+
+    fn nanos(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// A request to the peer begins: counted as outstanding until the guard is dropped, which
+    /// notes an answer with [`Outstanding::answered`].
+    pub(crate) fn begin(&self) -> Outstanding<'_> {
+        if self.outstanding.fetch_add(1, Ordering::AcqRel) == 0 {
+            // The stall clock starts with the first request outstanding.
+            self.last_answer.store(self.nanos(), Ordering::Relaxed);
+        }
+        Outstanding {
+            health: self,
+            began: self.nanos(),
+        }
+    }
+
+    /// Whether requests have waited on the peer for many times its usual latency, at least
+    /// `stall_after`, without an answer: a peer that hangs with its connections open (stopped,
+    /// or its host gone) looks so long before a probe times out. A peer that is only slow (a long
+    /// origin load) answers the probe the suspicion asks for, which clears it.
+    pub(crate) fn is_stalled(&self) -> bool {
+        if self.outstanding.load(Ordering::Acquire) == 0 {
+            return false;
+        }
+        let silent = self
+            .nanos()
+            .saturating_sub(self.last_answer.load(Ordering::Relaxed));
+        let usual = self
+            .latency
+            .load(Ordering::Relaxed)
+            .saturating_mul(u64::from(STALL_LATENCIES));
+        let floor = u64::try_from(self.options.stall_after.as_nanos()).unwrap_or(u64::MAX);
+        silent > usual.max(floor)
+    }
+
+    /// Counts a stall suspected.
+    pub(crate) fn stall_suspected(&self) {
+        self.stalls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The peer answered something (a probe, a request): its silence ends.
+    fn heard(&self) {
+        self.last_answer.store(self.nanos(), Ordering::Relaxed);
     }
 
     pub(crate) fn options(&self) -> &HealthOptions {
@@ -121,6 +201,7 @@ impl Health {
 
     /// The peer answered: it is up.
     pub(crate) fn success(&self) {
+        self.heard();
         let mut state = self.lock();
         state.consecutive = 0;
         state.backoff = self.options.backoff;
@@ -133,10 +214,20 @@ impl Health {
 
     /// The peer gave no answer, for `reason`.
     pub(crate) fn failure(&self, reason: &dyn fmt::Display) -> Change {
+        self.fail(reason, false)
+    }
+
+    /// The peer gave a sure sign it is not serving (it refused the connection: nobody listens):
+    /// marked down at once, without waiting for more failures.
+    pub(crate) fn refused(&self, reason: &dyn fmt::Display) -> Change {
+        self.fail(reason, true)
+    }
+
+    fn fail(&self, reason: &dyn fmt::Display, for_sure: bool) -> Change {
         self.failures_total.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         state.consecutive = state.consecutive.saturating_add(1);
-        if state.consecutive < self.options.failures || self.is_down() {
+        if (state.consecutive < self.options.failures && !for_sure) || self.is_down() {
             return Change::None;
         }
         drop(state);
@@ -182,11 +273,44 @@ impl Health {
             marked_up: self.marked_up.load(Ordering::Relaxed),
             batches: self.batches.load(Ordering::Relaxed),
             batched_keys: self.batched_keys.load(Ordering::Relaxed),
+            stalls: self.stalls.load(Ordering::Relaxed),
+            pending_writes: 0,
+            late_writes: 0,
+            writes_overflowed: 0,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A request outstanding on a peer; see [`Health::begin`].
+pub(crate) struct Outstanding<'a> {
+    health: &'a Health,
+    began: u64,
+}
+
+impl Outstanding<'_> {
+    /// The peer answered the request: its silence ends, and the answer's latency joins its
+    /// usual one.
+    pub(crate) fn answered(self) {
+        let health = self.health;
+        let now = health.nanos();
+        health.last_answer.store(now, Ordering::Relaxed);
+        let took = now.saturating_sub(self.began);
+        let usual = health.latency.load(Ordering::Relaxed);
+        let next = match usual {
+            0 => took,
+            usual => usual - usual / 8 + took / 8,
+        };
+        health.latency.store(next, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.health.outstanding.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -197,6 +321,10 @@ pub(crate) trait Probed: Send + Sync + 'static {
     /// One probe (`GET {base}`), within the probe timeout: any HTTP answer means the peer is
     /// serving. `Err` with why not.
     fn probe(&self) -> BoxFuture<'_, Result<(), String>>;
+
+    /// What must reach a down peer that answers again before it is marked up (the writes that
+    /// missed it). `Err` with why not: it stays down.
+    fn before_up(this: &Arc<Self>) -> BoxFuture<'_, Result<(), String>>;
 }
 
 /// Counts a failure against `peer`; the one that marks it down starts bringing it back.
@@ -206,11 +334,20 @@ pub(crate) fn failed<P: Probed>(peer: &Arc<P>, reason: &dyn fmt::Display) {
     }
 }
 
-/// Probes `peer` on a task of its own, unless a probe is running already: a request that has
-/// waited a probe timeout asks whether the peer is slow or hung.
-pub(crate) fn probe_soon<P: Probed>(peer: &Arc<P>) {
+/// `peer` refused a connection: nobody listens there. Marked down at once, and brought back
+/// when a probe answers.
+pub(crate) fn refused<P: Probed>(peer: &Arc<P>, reason: &dyn fmt::Display) {
+    if peer.health().refused(reason) == Change::WentDown {
+        tokio::spawn(revive(Arc::downgrade(peer)));
+    }
+}
+
+/// Probes `peer` on a task of its own, unless a probe is running already (`false` then): a
+/// request that has waited a probe timeout, or a suspected stall, asks whether the peer is slow
+/// or hung.
+pub(crate) fn probe_soon<P: Probed>(peer: &Arc<P>) -> bool {
     if !peer.health().start_probe() {
-        return;
+        return false;
     }
     let peer = Arc::clone(peer);
     tokio::spawn(async move {
@@ -221,6 +358,7 @@ pub(crate) fn probe_soon<P: Probed>(peer: &Arc<P>) {
             Err(reason) => failed(&peer, &reason),
         }
     });
+    true
 }
 
 /// Brings a down peer back: waits its backoff, probes, and again with a doubled backoff until a
@@ -239,7 +377,10 @@ async fn revive<P: Probed>(peer: Weak<P>) {
         if !health.start_probe() {
             continue;
         }
-        let result = peer.probe().await;
+        let result = match peer.probe().await {
+            Ok(()) => P::before_up(&peer).await,
+            Err(reason) => Err(reason),
+        };
         health.end_probe();
         match result {
             Ok(()) => return health.success(),
@@ -262,6 +403,7 @@ mod tests {
                 probe_timeout: Duration::from_millis(100),
                 backoff: Duration::from_secs(1),
                 max_backoff: Duration::from_secs(5),
+                stall_after: Duration::from_millis(100),
             },
         )
     }

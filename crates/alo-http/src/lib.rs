@@ -57,7 +57,8 @@ pub use auth::{AUTH_HEADER, PeerSecrets, REPLAY_WINDOW, WRITES_REMEMBERED};
 pub use error::Error;
 pub use health::PeerStats;
 pub use picker::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BATCH_KEYS, HttpPool, PoolOptions, PoolOptionsBuilder,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BATCH_KEYS, DEFAULT_PEEK_WINDOW, DEFAULT_STALL_AFTER,
+    HttpPool, PoolOptions, PoolOptionsBuilder,
 };
 pub use server::{
     DEFAULT_MAX_KEY_BYTES, ServerOptions, ServerOptionsBuilder, read_body, serve, serve_with,

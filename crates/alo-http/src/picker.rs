@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alo_group::{Peer, PeerPicker};
 use alo_hashring::HashRing;
@@ -19,6 +19,14 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
 /// The most keys one batch get carries unless told otherwise.
 pub const DEFAULT_MAX_BATCH_KEYS: usize = 64;
 
+/// The least silence, while requests wait on a member, that makes it suspect of a stall unless
+/// told otherwise (see [`PoolOptionsBuilder::stall_after`]).
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_millis(100);
+
+/// How long after the members change a new owner peeks at a key's previous owner unless told
+/// otherwise (see [`PoolOptionsBuilder::peek_window`]).
+pub const DEFAULT_PEEK_WINDOW: Duration = Duration::from_secs(60);
+
 /// How a pool talks to the other members, and when it gives up on one; made with
 /// [`PoolOptions::builder`], or [`PoolOptions::default`].
 #[derive(Clone, Debug)]
@@ -30,6 +38,7 @@ pub struct PoolOptions {
     pub(crate) max_batch_keys: usize,
     pub(crate) health: HealthOptions,
     pub(crate) secrets: Option<PeerSecrets>,
+    peek_window: Duration,
 }
 
 /// Builds [`PoolOptions`]; every setting is checked in [`build`](PoolOptionsBuilder::build).
@@ -51,8 +60,10 @@ impl Default for PoolOptions {
                 probe_timeout: Duration::from_millis(500),
                 backoff: Duration::from_secs(1),
                 max_backoff: Duration::from_secs(30),
+                stall_after: DEFAULT_STALL_AFTER,
             },
             secrets: None,
+            peek_window: DEFAULT_PEEK_WINDOW,
         }
     }
 }
@@ -133,6 +144,26 @@ impl PoolOptionsBuilder {
         self
     }
 
+    /// The least time without an answer, while requests wait on a member, after which it is
+    /// suspected of a stall (default 100 ms; also at least 20 times its usual latency): new keys
+    /// then go to the member that takes its place, and a probe decides. A member that only is
+    /// slow answers the probe and is sent keys again; one that hangs is marked down when its
+    /// probes go unanswered. Requests already waiting on it go on waiting: moving them could
+    /// load a key twice.
+    pub fn stall_after(mut self, stall_after: Duration) -> Self {
+        self.options.health.stall_after = stall_after;
+        self
+    }
+
+    /// How long after the members change (or this node starts) a node that misses a key it owns
+    /// asks the key's successor, which held it before, with a peek (default 60 s): long enough
+    /// for a warm cluster's hot keys to be asked for once. After it, a node pays nothing for the
+    /// change.
+    pub fn peek_window(mut self, peek_window: Duration) -> Self {
+        self.options.peek_window = peek_window;
+        self
+    }
+
     /// Virtual nodes per member on the ring (default
     /// `alo_hashring::DEFAULT_REPLICAS`, at least 1); every node of a cluster must use the same.
     pub fn replicas(mut self, replicas: usize) -> Self {
@@ -160,6 +191,10 @@ impl PoolOptionsBuilder {
                 "probe_timeout must be above zero",
             ),
             (health.backoff.is_zero(), "the backoff must be above zero"),
+            (
+                health.stall_after.is_zero(),
+                "stall_after must be above zero",
+            ),
             (health.failures == 0, "down_after must be at least 1"),
             (
                 options.max_batch_keys == 0,
@@ -191,6 +226,9 @@ pub struct HttpPool {
 struct Members {
     ring: HashRing<String>,
     clients: HashMap<String, Arc<PeerClient>>,
+    /// When the members last changed (or this node started): within the peek window after it,
+    /// a new owner asks a key's successor, which held it before, before loading it.
+    changed: Instant,
 }
 
 impl HttpPool {
@@ -217,6 +255,7 @@ impl HttpPool {
             members: RwLock::new(Arc::new(Members {
                 ring: HashRing::with_replicas(options.replicas),
                 clients: HashMap::new(),
+                changed: now(),
             })),
             self_url,
             options,
@@ -261,8 +300,12 @@ impl HttpPool {
         }
         let mut ring = HashRing::with_replicas(self.options.replicas);
         ring.extend(members.iter().cloned());
-        // A member that stays keeps its client, and with it its connections and health.
         let old = self.current();
+        let changed = match old.ring.nodes().eq(ring.nodes()) {
+            true => old.changed,
+            false => now(),
+        };
+        // A member that stays keeps its client, and with it its connections and health.
         let clients = members
             .into_iter()
             .filter(|m| *m != self.self_url)
@@ -274,7 +317,11 @@ impl HttpPool {
                 (member, client)
             })
             .collect();
-        let members = Arc::new(Members { ring, clients });
+        let members = Arc::new(Members {
+            ring,
+            clients,
+            changed,
+        });
         *self.members.write().unwrap_or_else(PoisonError::into_inner) = members;
         Ok(())
     }
@@ -315,11 +362,24 @@ impl HttpPool {
 }
 
 impl PeerPicker for HttpPool {
+    /// The key's owner; while it is down or suspected of a stall, the next member of the key's
+    /// preference list (the ring's order from the key) that is not: every node that sees the
+    /// owner down picks the same one. `None` when that is this node.
     fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
-        // A down owner's keys are loaded here at once, without waiting on it.
-        self.client_for(key)
-            .filter(|client| !client.is_down())
-            .map(|client| client as Arc<dyn Peer>)
+        let members = self.current();
+        let owner = members.ring.node_for(key)?;
+        let client = members.clients.get(owner)?;
+        if client.is_routable() {
+            return Some(Arc::clone(client) as Arc<dyn Peer>);
+        }
+        let preference = members.ring.nodes_for(key, members.ring.len());
+        for member in preference.into_iter().skip(1) {
+            let client = members.clients.get(member)?;
+            if client.is_routable() {
+                return Some(Arc::clone(client) as Arc<dyn Peer>);
+            }
+        }
+        None
     }
 
     fn pick_owner(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
@@ -331,6 +391,42 @@ impl PeerPicker for HttpPool {
         let clients = members.clients.values();
         clients.map(|c| Arc::clone(c) as Arc<dyn Peer>).collect()
     }
+
+    /// Within the peek window after the members changed (or this node started), for a key
+    /// this node owns: the key's successor, the next member of its preference list, if it is up.
+    /// It held the key before: when this node joined, the keys it took were its successor's;
+    /// while this node was away (down, or leaving and handing over), its keys went there.
+    fn previous_owner(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
+        let members = self.current();
+        if now().saturating_duration_since(members.changed) > self.options.peek_window {
+            return None;
+        }
+        let [owner, successor] = members.ring.nodes_for(key, 2)[..] else {
+            return None;
+        };
+        if *owner != self.self_url {
+            return None;
+        }
+        let client = members.clients.get(successor)?;
+        (!client.is_down()).then(|| Arc::clone(client) as Arc<dyn Peer>)
+    }
+
+    /// The key's owner on the ring without this node.
+    fn heir(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
+        let members = self.current();
+        let heir = members
+            .ring
+            .nodes_for(key, 2)
+            .into_iter()
+            .find(|member| **member != self.self_url)?;
+        let client = members.clients.get(heir)?;
+        Some(Arc::clone(client) as Arc<dyn Peer>)
+    }
+}
+
+/// The pool's clock: tokio's, so that tests with paused time move the peek window too.
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 impl fmt::Debug for HttpPool {

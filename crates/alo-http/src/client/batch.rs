@@ -1,5 +1,6 @@
-//! Batch gets: keys asked of one member for one group while others wait to be sent go out
-//! together, in one `POST {base}{group}?get`; each key's answer means what it would alone.
+//! Batch gets and peeks: keys asked of one member for one group while others wait to be sent go
+//! out together, in one `POST {base}{group}?get` (or `?peek`); each key's answer means what it
+//! would alone.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -22,7 +23,37 @@ pub(super) struct Batcher {
 /// The keys of one group waiting for their batch to be sent.
 struct Queued {
     group: String,
+    kind: Kind,
     waiters: Vec<Waiter>,
+}
+
+/// What a batch asks for its keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Their values, loaded if need be.
+    Get,
+    /// Their values if the member holds them, never loaded.
+    Peek,
+}
+
+impl Kind {
+    /// The request for one key alone.
+    fn one<'a>(self, group: &'a str, key: &'a [u8]) -> Request<'a> {
+        let (group, key) = (group.into(), key.into());
+        match self {
+            Kind::Get => Request::Get { group, key },
+            Kind::Peek => Request::Peek { group, key },
+        }
+    }
+
+    /// The request for many keys, in the body.
+    fn many(self, group: &str) -> Request<'_> {
+        let group = group.into();
+        match self {
+            Kind::Get => Request::GetMany { group },
+            Kind::Peek => Request::PeekMany { group },
+        }
+    }
 }
 
 /// A key in a batch, and where its answer goes.
@@ -42,14 +73,18 @@ impl Batcher {
 
     /// Queues `waiter` in its group's batch; `true` when it is the first, whose batch must be
     /// sent.
-    fn enqueue(&self, group: &str, waiter: Waiter) -> bool {
+    fn enqueue(&self, kind: Kind, group: &str, waiter: Waiter) -> bool {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(queued) = queue.iter_mut().find(|q| q.group == group) {
+        if let Some(queued) = queue
+            .iter_mut()
+            .find(|q| q.kind == kind && q.group == group)
+        {
             queued.waiters.push(waiter);
             return false;
         }
         queue.push(Queued {
             group: group.to_string(),
+            kind,
             waiters: vec![waiter],
         });
         true
@@ -57,9 +92,12 @@ impl Batcher {
 
     /// Takes up to a batch of `group`'s waiting keys, dropping those nobody waits for any
     /// more. The rest stay queued, and `true` says a further batch must be sent for them.
-    fn take(&self, group: &str) -> (Vec<Waiter>, bool) {
+    fn take(&self, kind: Kind, group: &str) -> (Vec<Waiter>, bool) {
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(at) = queue.iter().position(|q| q.group == group) else {
+        let Some(at) = queue
+            .iter()
+            .position(|q| q.kind == kind && q.group == group)
+        else {
             return (Vec::new(), false);
         };
         let waiters = &mut queue[at].waiters;
@@ -72,10 +110,12 @@ impl Batcher {
     }
 }
 
-/// Asks `remote` for `key` by `deadline`: alone, or in the batch of its group that waits to be
-/// sent, which is started when there is none.
-pub(super) async fn get(
+/// Asks `remote` for `key` by `deadline` (its value, or for a peek whether it holds it): alone,
+/// or in the batch of its group and kind that waits to be sent, which is started when there is
+/// none.
+pub(super) async fn ask(
     remote: &Arc<Remote>,
+    kind: Kind,
     group: &str,
     key: &[u8],
     deadline: Instant,
@@ -87,7 +127,7 @@ pub(super) async fn get(
         )));
     }
     if remote.batcher.max_keys == 1 {
-        return Remote::get_alone(remote, group, key, deadline).await;
+        return Remote::ask_one(remote, &kind.one(group, key), deadline).await;
     }
     let (answer, rx) = oneshot::channel();
     let waiter = Waiter {
@@ -95,13 +135,13 @@ pub(super) async fn get(
         deadline,
         answer,
     };
-    if remote.batcher.enqueue(group, waiter) {
-        tokio::spawn(send(Arc::clone(remote), group.to_string()));
+    if remote.batcher.enqueue(kind, group, waiter) {
+        tokio::spawn(send(Arc::clone(remote), kind, group.to_string()));
     }
     let until = tokio::time::Instant::from_std(deadline);
     match tokio::time::timeout_at(until, rx).await {
         Ok(Ok(Answer::Got(found))) => found,
-        Ok(Ok(Answer::AskAlone)) => Remote::get_alone(remote, group, key, deadline).await,
+        Ok(Ok(Answer::AskAlone)) => Remote::ask_one(remote, &kind.one(group, key), deadline).await,
         // The task sending the batch panicked, or the runtime is shutting down.
         Ok(Err(_)) => Err(LoadError::unreachable(format_args!(
             "{}: the batch was dropped",
@@ -115,24 +155,26 @@ pub(super) async fn get(
     }
 }
 
-/// Sends the batch of `group`'s waiting keys, once the tasks ready to run now have run (any of
-/// them may add a key), and gives each key its answer.
-fn send(remote: Arc<Remote>, group: String) -> BoxFuture<'static, ()> {
+/// Sends the batch of `group`'s waiting keys of `kind`, once the tasks ready to run now have
+/// run (any of them may add a key), and gives each key its answer.
+fn send(remote: Arc<Remote>, kind: Kind, group: String) -> BoxFuture<'static, ()> {
     // Boxed: it spawns itself for a batch's overflow, and the type of an `async fn` that
     // contains itself cannot be shown to be `Send`.
     Box::pin(async move {
         tokio::task::yield_now().await;
-        let (waiters, more) = remote.batcher.take(&group);
+        let (waiters, more) = remote.batcher.take(kind, &group);
         if more {
-            tokio::spawn(send(Arc::clone(&remote), group.clone()));
+            tokio::spawn(send(Arc::clone(&remote), kind, group.clone()));
         }
         let answers = match waiters.as_slice() {
             [] => return,
             [one] => {
-                let found = Remote::get_alone(&remote, &group, &one.key, one.deadline).await;
-                vec![Answer::Got(found)]
+                let request = kind.one(&group, &one.key);
+                vec![Answer::Got(
+                    Remote::ask_one(&remote, &request, one.deadline).await,
+                )]
             }
-            _ => get_many(&remote, &group, &waiters).await,
+            _ => ask_many(&remote, kind, &group, &waiters).await,
         };
         for (waiter, answer) in waiters.into_iter().zip(answers) {
             // A waiter that left has nobody to tell.
@@ -141,8 +183,13 @@ fn send(remote: Arc<Remote>, group: String) -> BoxFuture<'static, ()> {
     })
 }
 
-/// One batch get for `waiters`' keys, by the latest of their deadlines, and the answer for each.
-async fn get_many(remote: &Arc<Remote>, group: &str, waiters: &[Waiter]) -> Vec<Answer> {
+/// One batch for `waiters`' keys, by the latest of their deadlines, and the answer for each.
+async fn ask_many(
+    remote: &Arc<Remote>,
+    kind: Kind,
+    group: &str,
+    waiters: &[Waiter],
+) -> Vec<Answer> {
     remote.health.batched(waiters.len());
     let keys: Vec<Bytes> = waiters.iter().map(|w| w.key.clone()).collect();
     let deadline = waiters
@@ -150,9 +197,7 @@ async fn get_many(remote: &Arc<Remote>, group: &str, waiters: &[Waiter]) -> Vec<
         .map(|w| w.deadline)
         .max()
         .expect("a batch has keys");
-    let request = Request::GetMany {
-        group: group.into(),
-    };
+    let request = kind.many(group);
     let per_value = remote.max_response_bytes;
     // Each value within the limit of one, plus its frame's head.
     let limit = per_value.saturating_add(64).saturating_mul(keys.len());

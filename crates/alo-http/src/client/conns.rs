@@ -33,7 +33,9 @@ pub(crate) struct Conns {
 /// Why a request got no response.
 #[derive(Debug)]
 pub(crate) enum SendError {
-    /// No connection could be opened (refused, unreachable, or not within the timeout).
+    /// The connection was refused: nobody listens there.
+    Refused(String),
+    /// No connection could be opened (unreachable, or not within the timeout).
     Connect(String),
     /// The connection failed before a response came.
     Request(hyper::Error),
@@ -44,7 +46,7 @@ pub(crate) enum SendError {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendError::Connect(why) => write!(f, "connect failed: {why}"),
+            SendError::Refused(why) | SendError::Connect(why) => write!(f, "connect failed: {why}"),
             SendError::Request(e) => write!(f, "request failed: {}", chain(e)),
             SendError::Build(why) => write!(f, "bad request: {why}"),
         }
@@ -124,6 +126,9 @@ impl Conns {
         let connect = TcpStream::connect(&self.authority);
         let stream = match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(Ok(stream)) => stream,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Err(SendError::Refused(e.to_string()));
+            }
             Ok(Err(e)) => return Err(SendError::Connect(e.to_string())),
             Err(_) => {
                 let why = format!("no connection within {:?}", self.connect_timeout);

@@ -3,22 +3,24 @@
 
 mod batch;
 mod conns;
+mod pending;
 
 use std::fmt;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use alo_group::{BoxFuture, Found, LoadError, Peer};
+use alo_group::{BoxFuture, Found, LoadError, Peer, escape};
 use bytes::Bytes;
 use http::{Method, Request as HttpRequest, StatusCode, response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as _;
 
-use self::batch::Batcher;
+use self::batch::{Batcher, Kind};
 use self::conns::{Conns, SendError};
+use self::pending::{Missed, Pending};
 use crate::health::{self, Health, PeerStats, Probed};
-use crate::protocol::{Answer, Request, encode_keys};
+use crate::protocol::{Answer, Request, encode_fill, encode_keys};
 use crate::{AUTH_HEADER, PeerSecrets, PoolOptions};
 
 /// Another member over HTTP: the [`Peer`] an [`HttpPool`](crate::HttpPool) names a key's owner
@@ -56,6 +58,8 @@ pub(crate) struct Remote {
     /// Signs every request when the cluster has secrets.
     secrets: Option<PeerSecrets>,
     batcher: Batcher,
+    /// Removes and purges that missed the member, to deliver when it answers again.
+    pending: Pending,
 }
 
 /// Why an exchange produced no answer.
@@ -64,7 +68,12 @@ struct NoAnswer {
     /// Whether it says something about the member's health (a reset does, a body over the
     /// limit that was not announced does not).
     peer_fault: bool,
+    /// Whether it is sure the member is not serving (the connection was refused).
+    refused: bool,
 }
+
+/// How long a delivery of the writes a member missed may take.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl PeerClient {
     pub(crate) fn new(url: String, options: &PoolOptions) -> Self {
@@ -77,6 +86,7 @@ impl PeerClient {
                 max_response_bytes: options.max_response_bytes,
                 secrets: options.secrets.clone(),
                 batcher: Batcher::new(options.max_batch_keys),
+                pending: Pending::default(),
             }),
         }
     }
@@ -86,55 +96,170 @@ impl PeerClient {
         self.remote.health.is_down()
     }
 
+    /// Whether new keys may be sent to the member: it is not marked down, nor suspected of a
+    /// stall (requests have waited on it for many times its usual latency without an answer).
+    /// A suspicion asks for a probe, whose answer clears it.
+    pub(crate) fn is_routable(&self) -> bool {
+        let health = &self.remote.health;
+        if health.is_down() {
+            return false;
+        }
+        if health.is_stalled() {
+            if health::probe_soon(&self.remote) {
+                health.stall_suspected();
+            }
+            return false;
+        }
+        true
+    }
+
     /// The member's health and its counters.
     pub(crate) fn stats(&self) -> PeerStats {
-        self.remote.health.stats()
+        let (pending_writes, late_writes, writes_overflowed) = self.remote.pending.counts();
+        PeerStats {
+            pending_writes,
+            late_writes,
+            writes_overflowed,
+            ..self.remote.health.stats()
+        }
     }
 
     /// One write, answered `204` when the member applied it, by `deadline`. A member marked
-    /// down is not asked: it is reported unreached at once.
+    /// down is not asked: it is reported unreached at once. A remove or purge that does not
+    /// reach the member is kept, and delivered when it answers again.
     async fn write(
         &self,
         request: Request<'_>,
         body: Bytes,
+        keys: &[Bytes],
         deadline: Instant,
     ) -> Result<(), LoadError> {
         let remote = &self.remote;
-        if remote.health.is_down() {
-            return Err(LoadError::unreachable(format_args!(
+        let written = match remote.health.is_down() {
+            true => Err(LoadError::unreachable(format_args!(
                 "{} is down",
                 remote.url
-            )));
+            ))),
+            false => Remote::send_write(remote, &request, body, deadline).await,
+        };
+        let group = request.group().unwrap_or_default();
+        match (&written, &request) {
+            (Ok(()), Request::Purge { .. }) => remote.pending.purged(group),
+            (Ok(()), _) => remote.pending.reached(group, keys),
+            (Err(_), Request::Purge { .. }) => remote.pending.purge(group),
+            (Err(_), Request::Remove { .. } | Request::RemoveMany { .. }) => {
+                remote.pending.removes(group, keys);
+            }
+            (Err(_), _) => {}
         }
+        written
+    }
+}
+
+impl Remote {
+    /// Sends one write, answered `204` when the member applied it, by `deadline`.
+    async fn send_write(
+        remote: &Arc<Remote>,
+        request: &Request<'_>,
+        body: Bytes,
+        deadline: Instant,
+    ) -> Result<(), LoadError> {
         let limit = remote.max_response_bytes;
-        let (parts, body) = Remote::ask(remote, &request, body, limit, deadline).await?;
+        let (parts, body) = Remote::ask(remote, request, body, limit, deadline).await?;
+        remote.applied(&parts, &body)
+    }
+
+    /// Whether a write's answer says the member applied it (`204`).
+    fn applied(&self, parts: &response::Parts, body: &[u8]) -> Result<(), LoadError> {
         if parts.status == StatusCode::NO_CONTENT {
             return Ok(());
         }
         let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
         Err(LoadError::unreachable(format_args!(
             "{} answered {}: {}",
-            remote.url,
+            self.url,
             parts.status,
             text.trim_end()
         )))
     }
-}
 
-impl Remote {
-    /// One `GET` for `key`, and what its answer means.
-    async fn get_alone(
+    /// Delivers the removes and purges the member missed, group by group; `Err` at the first
+    /// that does not reach it (the rest wait for the next time). Sent outside the member's
+    /// health, which the probe that found it answering decides: a member marked down is
+    /// delivered to before it is marked up.
+    async fn deliver(&self) -> Result<(), String> {
+        for (group, missed) in self.pending.snapshot() {
+            let group = group.as_str();
+            let (request, keys, body) = match missed {
+                Missed::Purge => (
+                    Request::Purge {
+                        group: group.into(),
+                    },
+                    Vec::new(),
+                    Bytes::new(),
+                ),
+                Missed::Keys(keys) => {
+                    let keys: Vec<Bytes> = keys.into_iter().collect();
+                    let body = encode_keys(&keys);
+                    (
+                        Request::RemoveMany {
+                            group: group.into(),
+                        },
+                        keys,
+                        body,
+                    )
+                }
+            };
+            let path = request.path(&self.base_path);
+            let exchange = self.exchange(request.method(), path, body, self.max_response_bytes);
+            let (parts, body) = match tokio::time::timeout(DELIVERY_TIMEOUT, exchange).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(no_answer)) => return Err(no_answer.reason),
+                Err(_) => {
+                    return Err(format!(
+                        "{}: no answer within {DELIVERY_TIMEOUT:?}",
+                        self.url
+                    ));
+                }
+            };
+            self.applied(&parts, &body).map_err(|e| e.to_string())?;
+            match request {
+                Request::Purge { .. } => {
+                    self.pending.purged(group);
+                    self.pending.delivered(1);
+                }
+                _ => {
+                    self.pending.reached(group, &keys);
+                    self.pending.delivered(keys.len());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers what the member missed on a task of its own, unless a delivery runs already:
+    /// after an answer from a member that was not marked down.
+    fn deliver_soon(remote: &Arc<Remote>) {
+        if remote.pending.is_empty() || !remote.pending.start_delivery() {
+            return;
+        }
+        let remote = Arc::clone(remote);
+        tokio::spawn(async move {
+            if let Err(reason) = remote.deliver().await {
+                tracing::debug!(peer = %remote.url, reason = %escape(&reason), "missed writes not delivered yet");
+            }
+            remote.pending.end_delivery();
+        });
+    }
+
+    /// One `GET` for one key (its value, or a peek), and what its answer means.
+    async fn ask_one(
         remote: &Arc<Remote>,
-        group: &str,
-        key: &[u8],
+        request: &Request<'_>,
         deadline: Instant,
     ) -> Result<Found, LoadError> {
-        let request = Request::Get {
-            group: group.into(),
-            key: key.into(),
-        };
         let limit = remote.max_response_bytes;
-        let (parts, body) = Remote::ask(remote, &request, Bytes::new(), limit, deadline).await?;
+        let (parts, body) = Remote::ask(remote, request, Bytes::new(), limit, deadline).await?;
         Answer::of_response(parts.status, &parts.headers, body, &remote.url)
     }
 
@@ -149,6 +274,7 @@ impl Remote {
     ) -> Result<(response::Parts, Bytes), LoadError> {
         let health = &remote.health;
         let path = request.path(&remote.base_path);
+        let outstanding = health.begin();
         let exchange = remote.exchange(request.method(), path, body, limit);
         let until = tokio::time::Instant::from_std(deadline);
         let mut exchange = pin!(tokio::time::timeout_at(until, exchange));
@@ -164,17 +290,21 @@ impl Remote {
                 }
                 // Still waiting: a slow load, or a member that hangs? A probe tells.
                 () = tokio::time::sleep(health.options().probe_timeout) => {
-                    health::probe_soon(remote);
+                    let _ = health::probe_soon(remote);
                 }
             }
         };
         match answer {
             Ok(Ok(answer)) => {
+                outstanding.answered();
                 health.success();
+                Remote::deliver_soon(remote);
                 Ok(answer)
             }
             Ok(Err(no_answer)) => {
-                if no_answer.peer_fault {
+                if no_answer.refused {
+                    health::refused(remote, &no_answer.reason);
+                } else if no_answer.peer_fault {
                     health::failed(remote, &no_answer.reason);
                 }
                 Err(LoadError::unreachable(no_answer.reason))
@@ -195,11 +325,16 @@ impl Remote {
         body: Bytes,
         limit: usize,
     ) -> Result<(response::Parts, Bytes), NoAnswer> {
-        let no_answer = |reason: String, peer_fault| NoAnswer { reason, peer_fault };
+        let no_answer = |reason: String, peer_fault| NoAnswer {
+            reason,
+            peer_fault,
+            refused: false,
+        };
         let make = || self.request(method.clone(), &path, body.clone());
-        let (response, conn) = self.conns.send(make).await.map_err(|e| {
-            let fault = !matches!(e, SendError::Build(_));
-            no_answer(format!("{}: {e}", self.url), fault)
+        let (response, conn) = self.conns.send(make).await.map_err(|e| NoAnswer {
+            reason: format!("{}: {e}", self.url),
+            peer_fault: !matches!(e, SendError::Build(_)),
+            refused: matches!(e, SendError::Refused(_)),
         })?;
         let (parts, body) = response.into_parts();
         // A head that announces more than the limit is outside the protocol: refused at once,
@@ -254,6 +389,17 @@ impl Probed for Remote {
         &self.health
     }
 
+    fn before_up(this: &Arc<Self>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if this.pending.is_empty() || !this.pending.start_delivery() {
+                return Ok(());
+            }
+            let delivered = this.deliver().await;
+            this.pending.end_delivery();
+            delivered
+        })
+    }
+
     fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let path = Request::Probe.path(&self.base_path);
@@ -283,7 +429,36 @@ impl Peer for PeerClient {
         key: &'a [u8],
         deadline: Instant,
     ) -> BoxFuture<'a, Result<Found, LoadError>> {
-        Box::pin(batch::get(&self.remote, group, key, deadline))
+        Box::pin(batch::ask(&self.remote, Kind::Get, group, key, deadline))
+    }
+
+    fn peek<'a>(
+        &'a self,
+        group: &'a str,
+        key: &'a [u8],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Option<Found>, LoadError>> {
+        Box::pin(async move {
+            match batch::ask(&self.remote, Kind::Peek, group, key, deadline).await {
+                Ok(found) => Ok(Some(found)),
+                // "Not held": the peek's "not found".
+                Err(LoadError::NotFound) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn fill<'a>(
+        &'a self,
+        group: &'a str,
+        values: &'a [(Bytes, Found)],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<(), LoadError>> {
+        let request = Request::Fill {
+            group: group.into(),
+        };
+        let body = encode_fill(values);
+        Box::pin(async move { self.write(request, body, &[], deadline).await })
     }
 
     fn set<'a>(
@@ -299,7 +474,8 @@ impl Peer for PeerClient {
             key: key.into(),
             ttl,
         };
-        Box::pin(async move { self.write(request, value, deadline).await })
+        let keys = [Bytes::copy_from_slice(key)];
+        Box::pin(async move { self.write(request, value, &keys, deadline).await })
     }
 
     fn remove<'a>(
@@ -319,7 +495,7 @@ impl Peer for PeerClient {
             ),
             keys => (Request::RemoveMany { group }, encode_keys(keys)),
         };
-        Box::pin(async move { self.write(request, body, deadline).await })
+        Box::pin(async move { self.write(request, body, keys, deadline).await })
     }
 
     fn purge<'a>(
@@ -330,7 +506,7 @@ impl Peer for PeerClient {
         let request = Request::Purge {
             group: group.into(),
         };
-        Box::pin(async move { self.write(request, Bytes::new(), deadline).await })
+        Box::pin(async move { self.write(request, Bytes::new(), &[], deadline).await })
     }
 }
 

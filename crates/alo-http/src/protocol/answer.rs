@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
 use super::{
-    ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, STALE_HEADER, TOO_LARGE,
-    TTL_HEADER, UNKNOWN_GROUP, parse_ttl,
+    ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, NOT_HELD, STALE_HEADER,
+    TOO_LARGE, TTL_HEADER, UNKNOWN_GROUP, parse_ttl,
 };
 
 /// The status of a batch frame whose key the owner did not answer in the batch: it is loading
@@ -93,6 +93,11 @@ impl Failure {
                 Failure::new(StatusCode::INTERNAL_SERVER_ERROR, None, "internal error\n")
             }
         }
+    }
+
+    /// A peek at a key this node does not hold.
+    pub fn not_held() -> Failure {
+        Failure::new(StatusCode::NOT_FOUND, Some(NOT_HELD), "not held here\n")
     }
 
     /// A group this node does not have.
@@ -241,7 +246,12 @@ fn failed(
         text.trim_end().to_string()
     };
     Err(match (status, code) {
-        (StatusCode::NOT_FOUND, Some(code)) if code == NOT_FOUND.as_bytes() => LoadError::NotFound,
+        // A peek's "not held" is its "not found".
+        (StatusCode::NOT_FOUND, Some(code))
+            if code == NOT_FOUND.as_bytes() || code == NOT_HELD.as_bytes() =>
+        {
+            LoadError::NotFound
+        }
         (StatusCode::BAD_REQUEST, Some(code)) if code == INVALID_KEY.as_bytes() => {
             let text = text();
             LoadError::InvalidKey(text.trim_start_matches("invalid key: ").into())

@@ -18,7 +18,9 @@ mod request;
 pub(crate) use answer::{Answer, Frames, push_failure, push_found, push_pending};
 pub use answer::{Failure, put_found, text};
 pub(crate) use request::changes_state;
-pub use request::{Refusal, Request, decode_keys, encode_keys, parse_ttl};
+pub use request::{
+    Refusal, Request, decode_fill, decode_keys, encode_fill, encode_keys, parse_ttl,
+};
 
 /// The header that tells a 404 for a key the getter does not have from one for an unknown
 /// group, with the values below.
@@ -52,3 +54,9 @@ pub const STALE_HEADER: &str = "x-alo-stale";
 pub const TTL_QUERY: &str = "ttl-ms";
 /// The query of a batch get: `POST {base}{group}?get`.
 pub(crate) const BATCH_QUERY: &str = "get";
+/// The query of a peek, alone (`GET`) or in a batch (`POST`).
+pub(crate) const PEEK_QUERY: &str = "peek";
+/// The query of a handover's fill: `POST {base}{group}?fill`.
+pub(crate) const FILL_QUERY: &str = "fill";
+/// `x-alo-error` of a 404 to a peek: the node does not hold the key (it did not load it).
+pub const NOT_HELD: &str = "not-held";

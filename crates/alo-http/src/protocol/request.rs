@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, utf8_percent_encode};
 
-use super::{BATCH_QUERY, TTL_QUERY};
+use super::{BATCH_QUERY, FILL_QUERY, PEEK_QUERY, TTL_QUERY};
 
 /// Everything but RFC 3986's unreserved characters is encoded, `/` included, so a key holding
 /// any bytes survives the trip.
@@ -39,6 +39,25 @@ pub enum Request<'a> {
     },
     /// `POST {base}{group}?get`: the values of the keys in the body, in frames.
     GetMany {
+        /// The group.
+        group: Cow<'a, str>,
+    },
+    /// `GET {base}{group}/{key}?peek`: the key's value if the node holds it, from its caches
+    /// only (it never loads for a peek).
+    Peek {
+        /// The group.
+        group: Cow<'a, str>,
+        /// The key.
+        key: Cow<'a, [u8]>,
+    },
+    /// `POST {base}{group}?peek`: peeks at the keys in the body, in frames.
+    PeekMany {
+        /// The group.
+        group: Cow<'a, str>,
+    },
+    /// `POST {base}{group}?fill`: keep each value in the body (a key, its value and the time it
+    /// has left, in frames) that the node does not hold yet: a leaving member's handover.
+    Fill {
         /// The group.
         group: Cow<'a, str>,
     },
@@ -118,8 +137,11 @@ impl Request<'_> {
     /// The request's method.
     pub fn method(&self) -> Method {
         match self {
-            Request::Probe | Request::Get { .. } => Method::GET,
-            Request::GetMany { .. } | Request::RemoveMany { .. } => Method::POST,
+            Request::Probe | Request::Get { .. } | Request::Peek { .. } => Method::GET,
+            Request::GetMany { .. }
+            | Request::PeekMany { .. }
+            | Request::Fill { .. }
+            | Request::RemoveMany { .. } => Method::POST,
             Request::Set { .. } => Method::PUT,
             Request::Remove { .. } | Request::Purge { .. } => Method::DELETE,
         }
@@ -131,6 +153,7 @@ impl Request<'_> {
         match self {
             Request::Probe => {}
             Request::Get { group, key }
+            | Request::Peek { group, key }
             | Request::Set { group, key, .. }
             | Request::Remove { group, key } => {
                 path.extend(utf8_percent_encode(group, COMPONENT));
@@ -138,20 +161,25 @@ impl Request<'_> {
                 path.extend(percent_encoding::percent_encode(key, COMPONENT));
             }
             Request::GetMany { group }
+            | Request::PeekMany { group }
+            | Request::Fill { group }
             | Request::RemoveMany { group }
             | Request::Purge { group } => path.extend(utf8_percent_encode(group, COMPONENT)),
         }
-        match self {
-            Request::GetMany { .. } => {
-                path.push('?');
-                path.push_str(BATCH_QUERY);
-            }
-            // In the query, so that a proof, which covers the path and query, covers it too.
-            Request::Set { ttl: Some(ttl), .. } => {
-                let ms = ttl.as_millis().max(1);
-                path.push_str(&format!("?{TTL_QUERY}={ms}"));
-            }
-            _ => {}
+        let query = match self {
+            Request::GetMany { .. } => Some(BATCH_QUERY),
+            Request::Peek { .. } | Request::PeekMany { .. } => Some(PEEK_QUERY),
+            Request::Fill { .. } => Some(FILL_QUERY),
+            _ => None,
+        };
+        if let Some(query) = query {
+            path.push('?');
+            path.push_str(query);
+        }
+        // In the query, so that a proof, which covers the path and query, covers it too.
+        if let Request::Set { ttl: Some(ttl), .. } = self {
+            let ms = ttl.as_millis().max(1);
+            path.push_str(&format!("?{TTL_QUERY}={ms}"));
         }
         path
     }
@@ -180,6 +208,10 @@ impl Request<'_> {
         let grouped = || split_group_path(base, path).map(Cow::Owned);
         Ok(match *method {
             Method::GET | Method::HEAD if path == base => Request::Probe,
+            Method::GET | Method::HEAD if query == Some(PEEK_QUERY) => {
+                let (group, key) = keyed()?;
+                Request::Peek { group, key }
+            }
             Method::GET | Method::HEAD => {
                 let (group, key) = keyed()?;
                 Request::Get { group, key }
@@ -197,6 +229,8 @@ impl Request<'_> {
                 }
             },
             Method::POST if query == Some(BATCH_QUERY) => Request::GetMany { group: grouped()? },
+            Method::POST if query == Some(PEEK_QUERY) => Request::PeekMany { group: grouped()? },
+            Method::POST if query == Some(FILL_QUERY) => Request::Fill { group: grouped()? },
             Method::POST => Request::RemoveMany { group: grouped()? },
             _ => {
                 return Err(Refusal {
@@ -213,6 +247,9 @@ impl Request<'_> {
         match self {
             Request::Probe => None,
             Request::Get { group, .. }
+            | Request::Peek { group, .. }
+            | Request::PeekMany { group }
+            | Request::Fill { group }
             | Request::GetMany { group }
             | Request::Set { group, .. }
             | Request::Remove { group, .. }
@@ -223,12 +260,12 @@ impl Request<'_> {
 }
 
 /// Whether a request of `method` to `path` (and query) changes what a node holds: a `PUT`, a
-/// `DELETE`, or a `POST` other than a batch get. Such a request must apply once (see
-/// `PeerSecrets`).
+/// `DELETE`, or a `POST` other than a batch get or peek (a batch remove, a fill). Such a request
+/// must apply once (see `PeerSecrets`).
 pub(crate) fn changes_state(method: &str, path: &str) -> bool {
     let query = path.split_once('?').map(|(_, query)| query);
-    let batch_get = method == "POST" && query == Some(BATCH_QUERY);
-    !matches!(method, "GET" | "HEAD") && !batch_get
+    let batch_read = method == "POST" && matches!(query, Some(BATCH_QUERY | PEEK_QUERY));
+    !matches!(method, "GET" | "HEAD") && !batch_read
 }
 
 /// The time to live of a peer's `PUT`, from its query: `Ok(None)` without one.
@@ -291,6 +328,70 @@ pub fn decode_keys(body: &[u8], max_key_bytes: usize) -> Result<Vec<Bytes>, Refu
         return Err(Refusal::key_too_long(max_key_bytes, true));
     }
     Ok(keys)
+}
+
+/// The body of a fill: each value a head line `{key} {ttl} {length}`, the key percent-encoded
+/// as in a path, the time it has left in whole milliseconds (`-` when it does not expire),
+/// then the value's bytes.
+pub fn encode_fill(values: &[(Bytes, alo_group::Found)]) -> Bytes {
+    let mut body = Vec::new();
+    for (key, found) in values {
+        body.extend(percent_encoding::percent_encode(key, COMPONENT).flat_map(str::bytes));
+        match found.ttl {
+            Some(ttl) => body.extend_from_slice(format!(" {}", ttl.as_millis().max(1)).as_bytes()),
+            None => body.extend_from_slice(b" -"),
+        }
+        body.extend_from_slice(format!(" {}\n", found.value.len()).as_bytes());
+        body.extend_from_slice(&found.value);
+    }
+    Bytes::from(body)
+}
+
+/// The values of a fill's body, each key of at most `max_key_bytes`.
+///
+/// # Errors
+/// A [`Refusal`]: `400` for a body that does not follow the format (the whole fill is refused),
+/// `414` for a key that is too long.
+pub fn decode_fill(
+    body: &Bytes,
+    max_key_bytes: usize,
+) -> Result<Vec<(Bytes, alo_group::Found)>, Refusal> {
+    let bad = || Refusal::bad("a fill that does not follow the protocol\n");
+    let mut values = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let head_len = body[at..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .ok_or_else(bad)?;
+        let head = std::str::from_utf8(&body[at..at + head_len]).map_err(|_| bad())?;
+        let mut fields = head.split(' ');
+        let (Some(key), Some(ttl), Some(len), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad());
+        };
+        let key = Bytes::from(decode(key)?);
+        if key.is_empty() {
+            return Err(bad());
+        }
+        if key.len() > max_key_bytes {
+            return Err(Refusal::key_too_long(max_key_bytes, true));
+        }
+        let ttl = match ttl {
+            "-" => None,
+            ms => Some(parse_ttl(ms.as_bytes()).ok_or_else(bad)?),
+        };
+        let len: usize = len.parse().map_err(|_| bad())?;
+        let start = at + head_len + 1;
+        let end = start
+            .checked_add(len)
+            .filter(|&end| end <= body.len())
+            .ok_or_else(bad)?;
+        values.push((key, alo_group::Found::new(body.slice(start..end), ttl)));
+        at = end;
+    }
+    Ok(values)
 }
 
 /// Splits and decodes `{base}{group}/{key}`.
@@ -371,6 +472,16 @@ mod tests {
                 key: key.into(),
             },
             Request::GetMany {
+                group: group.into(),
+            },
+            Request::Peek {
+                group: group.into(),
+                key: key.into(),
+            },
+            Request::PeekMany {
+                group: group.into(),
+            },
+            Request::Fill {
                 group: group.into(),
             },
             Request::Set {
@@ -462,11 +573,49 @@ mod tests {
     }
 
     #[test]
+    fn fills_round_trip_and_refuse_what_does_not_parse() {
+        let values = vec![
+            (
+                Bytes::from_static(b"a key\n"),
+                alo_group::Found::new(Bytes::from_static(b"a value\nwith lines"), None),
+            ),
+            (
+                Bytes::from_static(b"\xff"),
+                alo_group::Found::new(Bytes::new(), Some(Duration::from_millis(1500))),
+            ),
+        ];
+        let body = encode_fill(&values);
+        assert_eq!(decode_fill(&body, 250), Ok(values));
+        for bad in [
+            &b"k - 5\nabc"[..],
+            b"k 0 1\nx",
+            b"k - 1",
+            b" - 0\n",
+            b"k - 0 x\n",
+        ] {
+            assert!(
+                decode_fill(&Bytes::from_static(bad), 250).is_err(),
+                "{bad:?}"
+            );
+        }
+        let long = encode_fill(&[(
+            Bytes::from(vec![b'k'; 251]),
+            alo_group::Found::new(Bytes::new(), None),
+        )]);
+        assert_eq!(
+            decode_fill(&long, 250).map_err(|r| r.status),
+            Err(StatusCode::URI_TOO_LONG)
+        );
+    }
+
+    #[test]
     fn writes_change_state_and_batch_gets_do_not() {
         assert!(changes_state("PUT", "/_alo/g/k?ttl-ms=5"));
         assert!(changes_state("DELETE", "/_alo/g"));
         assert!(changes_state("POST", "/_alo/g"));
         assert!(!changes_state("POST", "/_alo/g?get"));
+        assert!(!changes_state("POST", "/_alo/g?peek"));
+        assert!(changes_state("POST", "/_alo/g?fill"));
         assert!(!changes_state("GET", "/_alo/g/k"));
     }
 

@@ -93,14 +93,23 @@ impl Shared {
                 None => return Failure::unknown_group(name).response(),
             },
         };
-        if let Request::Get { key, .. } = &request {
-            return match group.local().lookup(key).await {
-                Ok(found) => value(&found),
-                Err(e) => Failure::of(&e).response(),
-            };
+        match &request {
+            Request::Get { key, .. } => {
+                return match group.local().lookup(key).await {
+                    Ok(found) => value(&found),
+                    Err(e) => Failure::of(&e).response(),
+                };
+            }
+            Request::Peek { key, .. } => {
+                return match group.local().peek(key) {
+                    Some(found) => value(&found),
+                    None => Failure::not_held().response(),
+                };
+            }
+            _ => {}
         }
         let limit = match request {
-            Request::GetMany { .. } => options.max_batch_body_bytes(),
+            Request::GetMany { .. } | Request::PeekMany { .. } => options.max_batch_body_bytes(),
             _ => options.max_body_bytes,
         };
         let body = match read_body(body, limit, options.limits.header_read_timeout).await {
@@ -133,6 +142,21 @@ impl Shared {
                     Err(refusal) => refusal.response(),
                 };
             }
+            Request::PeekMany { .. } => {
+                return match keys() {
+                    Ok(keys) => self.peek_many(group, &keys),
+                    Err(refusal) => refusal.response(),
+                };
+            }
+            Request::Fill { .. } => match protocol::decode_fill(&body, max_key_bytes) {
+                Ok(values) => {
+                    for (key, found) in &values {
+                        local.fill(key, found);
+                    }
+                    Ok(())
+                }
+                Err(refusal) => return refusal.response(),
+            },
             Request::Set { key, ttl, .. } => local.set(key, body.clone(), ttl),
             Request::Remove { key, .. } => {
                 local.remove(&[Bytes::copy_from_slice(&key)]);
@@ -149,7 +173,7 @@ impl Shared {
                 local.purge();
                 Ok(())
             }
-            Request::Probe | Request::Get { .. } => {
+            Request::Probe | Request::Get { .. } | Request::Peek { .. } => {
                 unreachable!("answered before the body: {} {}", parts.method, parts.uri)
             }
         };
@@ -184,12 +208,24 @@ impl Shared {
         for _ in excess {
             push_pending(&mut frames);
         }
-        let mut resp = Response::new(Full::new(Bytes::from(frames)));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/octet-stream"),
-        );
-        resp
+        frames_response(frames)
+    }
+
+    /// Answers a batch peek: one frame per key, in the order asked, each the value this node
+    /// holds or `404 not-held`; past the first `max_batch_keys`, `202` (ask alone).
+    fn peek_many(&self, group: &Group, keys: &[Bytes]) -> Response<Full<Bytes>> {
+        let mut frames = Vec::new();
+        let (answered, excess) = keys.split_at(keys.len().min(self.options.max_batch_keys));
+        for key in answered {
+            match group.local().peek(key) {
+                Some(found) => push_found(&mut frames, &found),
+                None => push_failure(&mut frames, &Failure::not_held()),
+            }
+        }
+        for _ in excess {
+            push_pending(&mut frames);
+        }
+        frames_response(frames)
     }
 
     /// The proof of a request, checked from its head: `Ok(None)` when the node has no secrets.
@@ -281,6 +317,16 @@ impl Refusals {
         };
         closing(failure.response())
     }
+}
+
+/// A batch's `200`, its frames the body.
+fn frames_response(frames: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(frames)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    resp
 }
 
 /// `resp` with `connection: close`: hyper closes the connection once it is written, without

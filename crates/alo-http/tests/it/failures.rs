@@ -113,13 +113,20 @@ pub(crate) struct Hung {
     pub(crate) url: String,
     /// Connections it has accepted.
     pub(crate) accepted: Arc<AtomicUsize>,
+    /// The group it serves once woken.
+    group: alo_group::Group,
     serve: Option<oneshot::Sender<()>>,
     stop: Option<oneshot::Sender<()>>,
 }
 
 impl Hung {
+    /// Keys its group dropped, once woken.
+    pub(crate) fn removes(&self) -> u64 {
+        self.group.stats().removes
+    }
+
     /// Makes the peer answer from now on.
-    fn wake(&mut self) {
+    pub(crate) fn wake(&mut self) {
         if let Some(serve) = self.serve.take() {
             let _ = serve.send(());
         }
@@ -132,6 +139,10 @@ impl Hung {
         let (stop, stopped) = oneshot::channel::<()>();
         let accepted = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&accepted);
+        // Back to life: a node whose group answers every key.
+        let groups = Groups::new();
+        let getter = getter_fn(|key: Bytes| async move { Ok(value_of(&key)) });
+        let group = groups.create("g", 1 << 20, getter).expect("group");
         tokio::spawn(async move {
             let mut held = Vec::new();
             loop {
@@ -147,15 +158,12 @@ impl Hung {
                 }
             }
             drop(held);
-            // Back to life: a node whose group answers every key.
-            let groups = Groups::new();
-            let getter = getter_fn(|key: Bytes| async move { Ok(value_of(&key)) });
-            groups.create("g", 1 << 20, getter).expect("group");
             let _ = serve(listener, groups, ServerOptions::default(), stopped).await;
         });
         Hung {
             url,
             accepted,
+            group,
             serve: Some(serve_tx),
             stop: Some(stop),
         }

@@ -6,6 +6,7 @@ mod cluster;
 mod failures;
 mod hostile;
 mod limits;
+mod membership;
 mod node;
 mod protocol;
 mod writes;
