@@ -135,6 +135,11 @@ pub struct Config {
     /// in milliseconds (0: not at all). Such answers carry `x-alo-stale: while-revalidate`.
     #[arg(long, env = "ALO_STALE_WHILE_REVALIDATE_MS", default_value_t = 0)]
     pub stale_while_revalidate_ms: u64,
+    /// On SIGTERM or SIGINT, the most bytes of values (keys and values) handed over to the
+    /// members that own them without this node, most recently used first, e.g. `64MiB`; 0 hands
+    /// nothing over. The handover has half of `--shutdown-timeout-ms`.
+    #[arg(long, env = "ALO_HANDOVER_MAX_BYTES", default_value = "64MiB", value_parser = parse_bytes)]
+    pub handover_max_bytes: usize,
     /// On SIGTERM or SIGINT, how long requests in flight may take to finish before the node
     /// closes what is left and exits, in milliseconds. A second signal exits at once.
     #[arg(long, env = "ALO_SHUTDOWN_TIMEOUT_MS", default_value_t = 10_000, value_parser = positive)]

@@ -166,6 +166,7 @@ pub async fn run(
         peer_options = peer_options.peer_secrets(secrets, pool.self_url());
     }
     let peer_options = peer_options.build()?;
+    let leaving = groups.clone();
     let peers = serve(
         peer_listener,
         groups,
@@ -186,6 +187,13 @@ pub async fn run(
         ended = &mut clients => anyhow::bail!("the client API stopped: {:?}", ended.err()),
         _ = shutdown => {}
     }
+    // Leaving on purpose: the values go to the members that own them without this node, while
+    // both servers go on serving.
+    tokio::select! {
+        () = hand_over(&leaving, &config) => {}
+        ended = &mut peers => anyhow::bail!("the peer server stopped: {:?}", ended.err()),
+        ended = &mut clients => anyhow::bail!("the client API stopped: {:?}", ended.err()),
+    }
     tracing::info!(timeout = ?Duration::from_millis(config.shutdown_timeout_ms), "shutting down: finishing requests in flight");
     let _ = stop.send(true);
     let (peers, clients) = tokio::join!(peers, clients);
@@ -193,6 +201,31 @@ pub async fn run(
     clients.context("client API")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Hands every group's values over to the members that own them without this node, most
+/// recently used first, at most `--handover-max-bytes` in all, within half of
+/// `--shutdown-timeout-ms` (the other half is for the requests in flight).
+async fn hand_over(groups: &Groups, config: &Config) {
+    let mut budget = config.handover_max_bytes;
+    if budget == 0 {
+        return;
+    }
+    let half = Duration::from_millis(config.shutdown_timeout_ms) / 2;
+    let deadline = tokio::time::Instant::now().into_std() + half;
+    for group in groups.all() {
+        let handover = group.hand_over(budget, deadline).await;
+        budget = budget.saturating_sub(handover.bytes);
+        if handover.values > 0 || handover.left > 0 {
+            tracing::info!(
+                group = group.name(),
+                values = handover.values,
+                bytes = handover.bytes,
+                left = handover.left,
+                "handed over to the members that own them now"
+            );
+        }
+    }
 }
 
 /// Connections the kernel holds for a listener while the node is at its connection limit (or
