@@ -38,7 +38,7 @@ impl Api {
             .map(|g| (escape(g.name()), g.stats()))
             .collect();
         let mut out = String::new();
-        let counters: [Metric<GroupStats>; 21] = [
+        let counters: [Metric<GroupStats>; 26] = [
             ("gets_total", "counter", "Gets received.", |s| s.gets),
             // Not `cache_hits_total`: that family is the caches' own, by cache.
             (
@@ -155,6 +155,36 @@ impl Api {
                 "Loads that waited for a turn at the origin.",
                 |s| s.load_waits,
             ),
+            (
+                "peeks_total",
+                "counter",
+                "Keys owned since the members changed, asked of their successor before the origin.",
+                |s| s.peeks,
+            ),
+            (
+                "peek_hits_total",
+                "counter",
+                "Peeks answered with a value, kept without an origin load.",
+                |s| s.peek_hits,
+            ),
+            (
+                "fills_total",
+                "counter",
+                "Values kept here that a leaving member handed over.",
+                |s| s.fills,
+            ),
+            (
+                "handed_over_total",
+                "counter",
+                "Values this node handed over when it left.",
+                |s| s.handed_over,
+            ),
+            (
+                "successor_loads_total",
+                "counter",
+                "Keys asked of the member taking a down owner's place.",
+                |s| s.successor_loads,
+            ),
         ];
         for (name, kind, help, value) in counters {
             let samples = stats
@@ -187,7 +217,7 @@ impl Api {
             family(&mut out, (name, kind, help), samples);
         }
         let peers = self.pool.peer_stats();
-        let health: [Metric<PeerStats>; 6] = [
+        let health: [Metric<PeerStats>; 10] = [
             (
                 "peer_up",
                 "gauge",
@@ -223,6 +253,30 @@ impl Api {
                 "counter",
                 "Keys asked for in batch gets.",
                 |p| p.batched_keys,
+            ),
+            (
+                "peer_stalls_total",
+                "counter",
+                "Times the peer was suspected of a stall (new keys went to its successor).",
+                |p| p.stalls,
+            ),
+            (
+                "peer_pending_writes",
+                "gauge",
+                "Removes and purges waiting for the peer to answer again.",
+                |p| p.pending_writes,
+            ),
+            (
+                "peer_late_writes_total",
+                "counter",
+                "Removes and purges delivered to the peer late.",
+                |p| p.late_writes,
+            ),
+            (
+                "peer_writes_overflowed_total",
+                "counter",
+                "Times the removes waiting for the peer became a purge.",
+                |p| p.writes_overflowed,
             ),
         ];
         for (name, kind, help, value) in health {

@@ -18,7 +18,7 @@ pub(crate) fn write_docs(dir: &Path, n: usize) -> Vec<String> {
 }
 
 /// `n` nodes that know each other, serving `dir` as group `files`, with `extra` flags.
-async fn file_cluster(n: usize, dir: &Path, extra: &[&str]) -> Vec<Node> {
+pub(crate) async fn file_cluster(n: usize, dir: &Path, extra: &[&str]) -> Vec<Node> {
     let dir = dir.to_str().expect("UTF-8 temp path");
     let mut args = vec!["--origin-dir", dir];
     args.extend_from_slice(extra);
@@ -26,7 +26,7 @@ async fn file_cluster(n: usize, dir: &Path, extra: &[&str]) -> Vec<Node> {
 }
 
 /// Origin loads of group `files`, all `nodes` together.
-async fn loads(nodes: &[Node]) -> u64 {
+pub(crate) async fn loads(nodes: &[Node]) -> u64 {
     total(nodes, "files", "local_loads").await
 }
 

@@ -16,4 +16,5 @@ mod origin_safety;
 mod origins;
 mod resilience;
 mod single;
+mod warm;
 mod writes;
