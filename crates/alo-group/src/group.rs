@@ -428,11 +428,17 @@ impl Inner {
                 Some(found)
             }
             Ok(Ok(_)) => None,
-            Ok(Err(e)) => {
-                tracing::debug!(group = %self.name, peer = peer.name(), error = %escape(&e), "a peek got no answer; loading");
+            // No answer is counted as any peer request's; an answer about the key is a miss.
+            Ok(Err(LoadError::Unreachable(reason))) => {
+                bump(&self.counters.peer_errors);
+                tracing::debug!(group = %self.name, peer = peer.name(), reason = %escape(&reason), "a peek got no answer; loading");
                 None
             }
-            Err(_) => None,
+            Ok(Err(_)) => None,
+            Err(_) => {
+                bump(&self.counters.peer_errors);
+                None
+            }
         }
     }
 

@@ -77,10 +77,10 @@ pub struct GroupStats {
     /// failed, or its load passed its deadline. Each went to the caller as it was, with no
     /// load here.
     pub peer_load_errs: u64,
-    /// Peer requests that got no answer (`LoadError::Unreachable`): refused, reset, marked down
-    /// while waiting, an answer outside the protocol, or none by the deadline. Each fell back to
-    /// a load here while the load had time left; otherwise the callers got `Error::Timeout`, also
-    /// counted in `load_timeouts`.
+    /// Peer requests (gets and peeks) that got no answer (`LoadError::Unreachable`): refused,
+    /// reset, marked down while waiting, an answer outside the protocol, or none by the
+    /// deadline. Each fell back to a load here while the load had time left; otherwise the
+    /// callers got `Error::Timeout`, also counted in `load_timeouts`.
     pub peer_errors: u64,
     /// Gets that missed both caches and went on to load (`gets - cache_hits`, less refusals).
     pub loads: u64,

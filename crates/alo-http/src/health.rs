@@ -43,6 +43,9 @@ pub(crate) struct Health {
     state: Mutex<State>,
     /// Set while a probe runs: one at a time.
     probing: AtomicBool,
+    /// Set by a failure (and the backoff it grows), cleared by a success: a success with
+    /// nothing to reset takes no lock, as after most answers.
+    troubled: AtomicBool,
     marked_down: AtomicU64,
     marked_up: AtomicU64,
     failures_total: AtomicU64,
@@ -121,6 +124,7 @@ impl Health {
                 backoff: options.backoff,
             }),
             probing: AtomicBool::new(false),
+            troubled: AtomicBool::new(false),
             marked_down: AtomicU64::new(0),
             marked_up: AtomicU64::new(0),
             failures_total: AtomicU64::new(0),
@@ -202,6 +206,9 @@ impl Health {
     /// The peer answered: it is up.
     pub(crate) fn success(&self) {
         self.heard();
+        if !self.troubled.swap(false, Ordering::AcqRel) {
+            return;
+        }
         let mut state = self.lock();
         state.consecutive = 0;
         state.backoff = self.options.backoff;
@@ -226,6 +233,7 @@ impl Health {
     fn fail(&self, reason: &dyn fmt::Display, for_sure: bool) -> Change {
         self.failures_total.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
+        self.troubled.store(true, Ordering::Release);
         state.consecutive = state.consecutive.saturating_add(1);
         if (state.consecutive < self.options.failures && !for_sure) || self.is_down() {
             return Change::None;
@@ -243,6 +251,7 @@ impl Health {
     /// The wait before the next probe of a down peer; each call doubles the next, up to the cap.
     pub(crate) fn next_backoff(&self) -> Duration {
         let mut state = self.lock();
+        self.troubled.store(true, Ordering::Release);
         let wait = state.backoff;
         state.backoff = (wait * 2).min(self.options.max_backoff);
         wait

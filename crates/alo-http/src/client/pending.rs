@@ -15,6 +15,8 @@ pub(crate) const MAX_PENDING_KEYS: usize = 10_000;
 #[derive(Default)]
 pub(super) struct Pending {
     groups: Mutex<HashMap<String, Missed>>,
+    /// Whether any group has something waiting: read without the lock after every answer.
+    waiting: AtomicBool,
     /// Set while a delivery runs: one at a time.
     delivering: AtomicBool,
     delivered: AtomicU64,
@@ -77,9 +79,9 @@ impl Pending {
         self.lock().remove(group);
     }
 
-    /// Whether anything waits.
+    /// Whether anything waits. Reads no lock: cheap after every answer from the member.
     pub(super) fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        !self.waiting.load(Ordering::Acquire)
     }
 
     /// Claims the right to deliver: `false` when a delivery runs already.
@@ -115,8 +117,38 @@ impl Pending {
         )
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, Missed>> {
-        self.groups.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> Guard<'_> {
+        Guard {
+            groups: self.groups.lock().unwrap_or_else(PoisonError::into_inner),
+            waiting: &self.waiting,
+        }
+    }
+}
+
+/// The groups' missed writes, locked; on release, whether anything waits is noted.
+struct Guard<'a> {
+    groups: MutexGuard<'a, HashMap<String, Missed>>,
+    waiting: &'a AtomicBool,
+}
+
+impl std::ops::Deref for Guard<'_> {
+    type Target = HashMap<String, Missed>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.groups
+    }
+}
+
+impl std::ops::DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.groups
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        self.waiting
+            .store(!self.groups.is_empty(), Ordering::Release);
     }
 }
 
