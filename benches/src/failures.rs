@@ -16,6 +16,145 @@ use crate::procs::{self, Proc};
 pub(crate) struct Finding {
     pub(crate) text: String,
     pub(crate) held: bool,
+    /// Node 1's rate around the fault, for a fault under load.
+    pub(crate) windows: Option<Windows>,
+    /// Requests that failed (no answer or another status) and answers with a wrong value.
+    pub(crate) failed: u64,
+    /// What node 1's `/stats` said from the fault on, when asked to watch.
+    pub(crate) watched: Option<Watched>,
+}
+
+/// Node 1's view of its peers from a fault on, from its `/stats` every [`WATCH_EVERY`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Watched {
+    /// When node 1 first counted a stall of a peer, after the fault.
+    pub(crate) stalled: Option<Duration>,
+    /// When node 1 first had a peer not up.
+    pub(crate) down: Option<Duration>,
+    /// Stalls counted over node 1's peers at the end of the run.
+    pub(crate) stalls: u64,
+    /// Node 1's `successor_loads` and `peer_errors` (group `web`) gained from the fault to the
+    /// end of the run.
+    pub(crate) successor_loads: u64,
+    pub(crate) peer_errors: u64,
+}
+
+/// How often node 1's `/stats` is read while watching.
+const WATCH_EVERY: Duration = Duration::from_millis(50);
+
+/// Reads node 1's `/stats` at `api` every [`WATCH_EVERY`] from `at` to `until` after `started`.
+async fn watch(api: SocketAddr, started: Instant, at: Duration, until: Duration) -> Watched {
+    let read = || async {
+        let stats = tokio::time::timeout(Duration::from_secs(1), procs::json(api, "/stats"))
+            .await
+            .ok()?
+            .ok()?;
+        let peers = stats["peer_health"].as_array()?.clone();
+        let stalls: u64 = peers.iter().filter_map(|p| p["stalls"].as_u64()).sum();
+        let down = peers.iter().any(|p| p["state"].as_str() != Some("up"));
+        let web = &stats["groups"]["web"];
+        let counter = |name: &str| web[name].as_u64().unwrap_or(0);
+        Some((
+            stalls,
+            down,
+            counter("successor_loads"),
+            counter("peer_errors"),
+        ))
+    };
+    tokio::time::sleep_until((started + at).into()).await;
+    let first = read().await.unwrap_or_default();
+    let mut watched = Watched::default();
+    while started.elapsed() < until {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let Some((stalls, down, successor_loads, peer_errors)) = read().await else {
+            continue;
+        };
+        let since = started.elapsed().saturating_sub(at);
+        if stalls > first.0 && watched.stalled.is_none() {
+            watched.stalled = Some(since);
+        }
+        if down && watched.down.is_none() {
+            watched.down = Some(since);
+        }
+        watched.stalls = stalls;
+        watched.successor_loads = successor_loads.saturating_sub(first.2);
+        watched.peer_errors = peer_errors.saturating_sub(first.3);
+    }
+    watched
+}
+
+/// A load's rate in [`TICK`] windows around a change that began at window `event`.
+#[derive(Clone, Debug)]
+pub(crate) struct Windows {
+    /// Mean good answers per window before the change, the first window left out (the loop
+    /// starting up).
+    pub(crate) before: f64,
+    /// Every window, as a share of `before`.
+    pub(crate) shares: Vec<f64>,
+    /// The window the change began in.
+    pub(crate) event: usize,
+}
+
+impl Windows {
+    /// The windows of `timeline` before `ticks` (answers still in flight at the end land after
+    /// it), around a change at window `event`.
+    pub(crate) fn new(timeline: &[u64], event: usize, ticks: usize) -> Windows {
+        let timeline = &timeline[..timeline.len().min(ticks)];
+        let before: Vec<u64> = timeline.iter().take(event).skip(1).copied().collect();
+        let before = before.iter().sum::<u64>() as f64 / before.len().max(1) as f64;
+        let shares = timeline
+            .iter()
+            .map(|&n| n as f64 / before.max(1.0))
+            .collect();
+        Windows {
+            before,
+            shares,
+            event,
+        }
+    }
+
+    /// The rate before the change, per second.
+    pub(crate) fn per_second(&self) -> f64 {
+        self.before / TICK.as_secs_f64()
+    }
+
+    /// The lowest share from window `from` to window `to` (excluded; past the end: to the end).
+    pub(crate) fn lowest(&self, from: usize, to: usize) -> f64 {
+        let to = to.min(self.shares.len());
+        let from = from.min(to);
+        let lowest = self.shares[from..to]
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        if lowest.is_finite() { lowest } else { 0.0 }
+    }
+
+    /// The mean share from window `from` to window `to` (excluded).
+    pub(crate) fn mean(&self, from: usize, to: usize) -> f64 {
+        let to = to.min(self.shares.len());
+        let from = from.min(to);
+        let span = &self.shares[from..to];
+        span.iter().sum::<f64>() / span.len().max(1) as f64
+    }
+
+    /// How long after the change the rate was first back to `share` of before.
+    pub(crate) fn back_to(&self, share: f64) -> Option<Duration> {
+        let after = &self.shares[self.event.min(self.shares.len())..];
+        after
+            .iter()
+            .position(|&s| s >= share && s > 0.0)
+            .map(|i| TICK * i as u32)
+    }
+
+    /// Every window, in % of before: `70 75 81 ...`.
+    pub(crate) fn shape(&self) -> String {
+        let shares: Vec<String> = self
+            .shares
+            .iter()
+            .map(|s| format!("{:.0}", 100.0 * s))
+            .collect();
+        shares.join(" ")
+    }
 }
 
 fn api(addr: SocketAddr) -> Target {
@@ -66,7 +205,13 @@ pub(crate) async fn hang_ups(node: &Path, me: &Path) -> anyhow::Result<Finding> 
         loads_after - loads,
         again.errors + again.wrong,
     );
-    Ok(Finding { text, held })
+    Ok(Finding {
+        text,
+        held,
+        windows: None,
+        failed: again.errors + again.wrong,
+        watched: None,
+    })
 }
 
 /// What happens to node 1 of three, under load, when node 3 is stopped (`SIGSTOP`), or killed
@@ -77,6 +222,8 @@ pub(crate) enum Fault {
     KillAndRestart,
 }
 
+/// With `watched`, node 1's `/stats` is read every [`WATCH_EVERY`] from the fault on (see
+/// [`Watched`]); the main benchmark does not, to ask nothing of node 1 besides the load.
 pub(crate) async fn fault(
     fault: Fault,
     node: &Path,
@@ -84,6 +231,7 @@ pub(crate) async fn fault(
     keys: usize,
     connections: usize,
     duration: Duration,
+    watched: bool,
 ) -> anyhow::Result<Finding> {
     let nodes = crate::nodes(node, origin, &["64MiB", "64MiB", "64MiB"]).await?;
     let target = api(nodes[0].addr);
@@ -103,27 +251,29 @@ pub(crate) async fn fault(
         }
     };
     let run = load::run(&target, keys, Keys::Uniform, connections, duration, 7);
-    let (report, restarted) = tokio::join!(run, act);
+    let watching = async {
+        match watched {
+            true => Some(watch(nodes[0].addr, Instant::now(), at, duration).await),
+            false => None,
+        }
+    };
+    let (report, restarted, watched) = tokio::join!(run, act, watching);
     let (report, _restarted) = (report?, restarted?);
     if fault == Fault::Stop {
         victim.signal(Signal::CONT)?;
     }
 
     let tick = TICK.as_secs_f64();
-    let per_second = |n: u64| n as f64 / tick;
     let event = (at.as_secs_f64() / tick) as usize;
-    // Answers still in flight at the deadline land after it: leave that tail out.
-    let ticks = (duration.as_secs_f64() / tick) as usize;
-    let timeline = &report.timeline[..report.timeline.len().min(ticks)];
-    // The first tick is the loop starting up; the baseline is the rest before the fault.
-    let before: Vec<u64> = timeline.iter().take(event).skip(1).copied().collect();
-    let baseline = before.iter().sum::<u64>() as f64 / before.len().max(1) as f64;
-    let after = &timeline[event.min(timeline.len())..];
-    let lowest = after.iter().min().copied().unwrap_or(0) as f64;
-    let recovered = after
-        .iter()
-        .position(|&n| n as f64 >= 0.9 * baseline && n > 0)
-        .map(|i| format!("{:.2} s", i as f64 * tick));
+    let windows = Windows::new(
+        &report.timeline,
+        event,
+        (duration.as_secs_f64() / tick) as usize,
+    );
+    let lowest = windows.lowest(event, usize::MAX);
+    let recovered = windows
+        .back_to(0.9)
+        .map(|after| format!("{:.2} s", after.as_secs_f64()));
     let name = match fault {
         Fault::Stop => "**One of three nodes stopped with SIGSTOP.**",
         Fault::KillAndRestart => "**One of three nodes killed and started again.**",
@@ -143,23 +293,22 @@ pub(crate) async fn fault(
         duration.as_secs_f64(),
         report.errors,
         report.wrong,
-        per_second(baseline as u64),
+        windows.per_second().trunc(),
         TICK.as_millis(),
-        100.0 * lowest / baseline.max(1.0),
+        100.0 * lowest,
         recovered.unwrap_or_else(|| "not within the run".to_string()),
     );
     let _ = write!(
         text,
-        " Node 1 in {} ms windows, % of before: ",
-        TICK.as_millis()
+        " Node 1 in {} ms windows, % of before: {}.",
+        TICK.as_millis(),
+        windows.shape()
     );
-    let shape: Vec<String> = timeline
-        .iter()
-        .map(|&n| format!("{:.0}", 100.0 * n as f64 / baseline.max(1.0)))
-        .collect();
-    let _ = write!(text, "{}.", shape.join(" "));
     Ok(Finding {
         text,
         held: report.errors == 0 && report.wrong == 0,
+        windows: Some(windows),
+        failed: report.errors + report.wrong,
+        watched,
     })
 }

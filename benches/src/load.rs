@@ -3,6 +3,8 @@
 //! latency in an HDR histogram and every body checked.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -103,7 +105,79 @@ pub(crate) async fn run(
     for sequence in sequences {
         let target = target.clone();
         workers.push(tokio::spawn(async move {
-            connection(&target, sequence, started, |_| Instant::now() >= deadline).await
+            let done = |_| Instant::now() >= deadline;
+            connection(&target, None, sequence, started, done).await
+        }));
+    }
+    gather(workers, started).await
+}
+
+/// The nodes a load is sent to, which may change while it runs (a node about to restart is
+/// taken out first, so that no client of the benchmark is cut off by its shutdown).
+#[derive(Debug)]
+pub(crate) struct Live {
+    addrs: Mutex<Vec<SocketAddr>>,
+    /// Bumped on every change, so that a connection looks at the set only when it changed.
+    version: AtomicU64,
+}
+
+impl Live {
+    pub(crate) fn new(addrs: Vec<SocketAddr>) -> Arc<Live> {
+        Arc::new(Live {
+            addrs: Mutex::new(addrs),
+            version: AtomicU64::new(1),
+        })
+    }
+
+    /// Sends no new request to `addr`: each connection on it moves once its request in flight
+    /// is answered.
+    pub(crate) fn remove(&self, addr: SocketAddr) {
+        self.change(|addrs| addrs.retain(|a| *a != addr));
+    }
+
+    /// Sends requests to `addr` too: the connections are spread again.
+    pub(crate) fn add(&self, addr: SocketAddr) {
+        self.change(|addrs| addrs.push(addr));
+    }
+
+    fn change(&self, f: impl FnOnce(&mut Vec<SocketAddr>)) {
+        f(&mut self.addrs.lock().unwrap_or_else(PoisonError::into_inner));
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// The node connection `index` is to use, round-robin.
+    fn pick(&self, index: usize) -> Option<SocketAddr> {
+        let addrs = self.addrs.lock().unwrap_or_else(PoisonError::into_inner);
+        (!addrs.is_empty()).then(|| addrs[index % addrs.len()])
+    }
+}
+
+/// `connections` connections over the nodes of `live`, each keeping to one until the set
+/// changes, asking for uniform keys of `space` (`prefix` and every body as in [`Target`])
+/// until `stop` is set.
+pub(crate) async fn run_live(
+    live: &Arc<Live>,
+    space: usize,
+    connections: usize,
+    stop: &Arc<AtomicBool>,
+    seed: u64,
+) -> anyhow::Result<Report> {
+    let sequences: Vec<Vec<usize>> = (0..connections)
+        .map(|c| draw(space, Keys::Uniform, seed.wrapping_add(c as u64)))
+        .collect();
+    let first = live.pick(0).context("no node to send the load to")?;
+    let target = Target {
+        addr: first,
+        prefix: "/api/web/",
+        exact: true,
+    };
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for (index, sequence) in sequences.into_iter().enumerate() {
+        let (target, live, stop) = (target.clone(), Arc::clone(live), Arc::clone(stop));
+        workers.push(tokio::spawn(async move {
+            let done = |_| stop.load(Ordering::Relaxed);
+            connection(&target, Some((&live, index)), sequence, started, done).await
         }));
     }
     gather(workers, started).await
@@ -122,7 +196,7 @@ pub(crate) async fn sweep(
         let target = target.clone();
         let started = Instant::now();
         workers.push(tokio::spawn(async move {
-            connection(&target, sequence, started, move |i| i >= n).await
+            connection(&target, None, sequence, started, move |i| i >= n).await
         }));
     }
     gather(workers, Instant::now()).await
@@ -155,22 +229,35 @@ fn draw(space: usize, keys: Keys, seed: u64) -> Vec<usize> {
 }
 
 /// One connection's loop: request after request of the keys of `sequence` (cycled) until
-/// `done(requests sent)`. A connection that fails is counted and opened again.
+/// `done(requests sent)`. A connection that fails is counted and opened again. With `live`
+/// (the set and this connection's number), it goes to the node the set gives it, and moves
+/// between two requests when the set changes.
 async fn connection(
     target: &Target,
+    live: Option<(&Live, usize)>,
     sequence: Vec<usize>,
     started: Instant,
     done: impl Fn(usize) -> bool,
 ) -> anyhow::Result<Report> {
     let mut report = empty_report()?;
     let mut sender: Option<SendRequest<Empty<Bytes>>> = None;
+    let (mut addr, mut seen) = (target.addr, 0);
     let mut i = 0;
     while !done(i) {
+        if let Some((live, index)) = live {
+            let version = live.version.load(Ordering::Acquire);
+            if version != seen {
+                seen = version;
+                if let Some(next) = live.pick(index).filter(|next| *next != addr) {
+                    (addr, sender) = (next, None);
+                }
+            }
+        }
         let key = key(sequence[i % sequence.len()]);
         i += 1;
         let send = match &mut sender {
             Some(send) => send,
-            None => match connect(target.addr).await {
+            None => match connect(addr).await {
                 Ok(send) => sender.insert(send),
                 Err(_) => {
                     report.errors += 1;

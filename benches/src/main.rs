@@ -12,12 +12,14 @@
 //! others, to compare two builds in one run.
 //!
 //! `alo-bench hostile` runs hostile clients and peers against fresh nodes instead (see
-//! `hostile.rs`), and `alo-bench rss` the memory a node holds per cached item (see `rss.rs`).
+//! `hostile.rs`), `alo-bench rss` the memory a node holds per cached item (see `rss.rs`), and
+//! `alo-bench membership` what changes of members cost (see `membership.rs`).
 
 mod failures;
 mod hostile;
 mod load;
 mod markdown;
+mod membership;
 mod procs;
 mod rss;
 mod servers;
@@ -86,6 +88,14 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         keys: usize,
     },
+    /// Changes of members on nodes sharing a peers file: the four steps of issue 26 (origin
+    /// requests per step), joins, leaves and a rolling restart under load, and the SIGSTOP
+    /// scenario three times; prints a table per group, and fails if a target is missed.
+    Membership {
+        /// Run only these groups (comma-separated): steps, load, stop.
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        only: Vec<String>,
+    },
     /// Run the floor server (used by the benchmark itself).
     #[command(hide = true)]
     Floor { listen: SocketAddr },
@@ -99,6 +109,10 @@ enum Command {
         /// Count the requests held at once, and answer `/_peak` with the most.
         #[arg(long)]
         count: bool,
+        /// Count the requests for each key, and answer `/_stats` with the totals and `/_keys`
+        /// with every key's count.
+        #[arg(long)]
+        count_keys: bool,
     },
 }
 
@@ -166,17 +180,24 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.command {
         Some(Command::Floor { listen }) => {
-            return servers::run(servers::Kind::Floor, listen, Duration::ZERO, false);
+            let counting = servers::Counting::default();
+            return servers::run(servers::Kind::Floor, listen, Duration::ZERO, counting);
         }
         Some(Command::Origin {
             listen,
             delay_ms,
             count,
+            count_keys,
         }) => {
             let delay = Duration::from_millis(delay_ms);
-            return servers::run(servers::Kind::Origin, listen, delay, count);
+            let counting = servers::Counting {
+                held: count,
+                keys: count_keys,
+            };
+            return servers::run(servers::Kind::Origin, listen, delay, counting);
         }
-        Some(Command::Hostile { .. } | Command::Rss { .. }) | None => {}
+        Some(Command::Hostile { .. } | Command::Rss { .. } | Command::Membership { .. }) | None => {
+        }
     }
     // The load generator on one thread, as `wrk -t1`: the rest of the machine is the servers'.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -185,6 +206,7 @@ fn main() -> anyhow::Result<()> {
     match args.command {
         Some(Command::Hostile { only }) => runtime.block_on(hostile::run(&only)),
         Some(Command::Rss { keys }) => runtime.block_on(rss::run(keys)),
+        Some(Command::Membership { only }) => runtime.block_on(membership::run(&only)),
         _ => runtime.block_on(bench(args)),
     }
 }
@@ -300,8 +322,16 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
         let mut found = vec![failures::hang_ups(binary, &me).await?];
         for fault in [failures::Fault::Stop, failures::Fault::KillAndRestart] {
             let (keys, connections) = (args.keys, args.connections);
-            let finding =
-                failures::fault(fault, binary, origin.addr, keys, connections, fault_time).await?;
+            let finding = failures::fault(
+                fault,
+                binary,
+                origin.addr,
+                keys,
+                connections,
+                fault_time,
+                false,
+            )
+            .await?;
             found.push(finding);
         }
         for finding in &mut found {

@@ -349,3 +349,89 @@ pub(crate) async fn cluster(
     }
     Ok(Cluster { nodes, peers })
 }
+
+/// A directory of its own under the system's temporary directory, removed with what it holds
+/// when dropped.
+#[derive(Debug)]
+pub(crate) struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// `alo-bench-{name}-{pid}-{nanos}`.
+    pub(crate) fn new(name: &str) -> anyhow::Result<TempDir> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)?
+            .subsec_nanos();
+        let dir = format!("alo-bench-{name}-{}-{nanos}", std::process::id());
+        let path = std::env::temp_dir().join(dir);
+        std::fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(TempDir { path })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A `--peers-file`, always written whole: to a file beside it, then renamed over it, each
+/// member on a line of its own ending with a newline, so that a node never reads half a list.
+#[derive(Debug)]
+pub(crate) struct PeersFile {
+    path: PathBuf,
+}
+
+impl PeersFile {
+    /// `peers` in `dir`, listing `members` (peer addresses).
+    pub(crate) fn create(dir: &Path, members: &[SocketAddr]) -> anyhow::Result<PeersFile> {
+        let file = PeersFile {
+            path: dir.join("peers"),
+        };
+        file.write(members)?;
+        Ok(file)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Lists `members` from now on.
+    pub(crate) fn write(&self, members: &[SocketAddr]) -> anyhow::Result<()> {
+        let text: String = members.iter().map(|m| format!("http://{m}\n")).collect();
+        let next = self.path.with_extension("next");
+        std::fs::write(&next, text).with_context(|| format!("writing {}", next.display()))?;
+        std::fs::rename(&next, &self.path)
+            .with_context(|| format!("renaming {} over {}", next.display(), self.path.display()))
+    }
+}
+
+/// Waits at most `limit` until the node at `api` has `count` members (`peers` in its `/stats`,
+/// itself included): how long it took.
+pub(crate) async fn wait_members(
+    api: SocketAddr,
+    count: usize,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let started = std::time::Instant::now();
+    loop {
+        let stats = tokio::time::timeout(Duration::from_secs(2), json(api, "/stats")).await;
+        let members = match stats {
+            Ok(Ok(stats)) => stats["peers"].as_array().map_or(0, |p| p.len()),
+            _ => 0,
+        };
+        if members == count {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < limit,
+            "the node at {api} had {members} members, not {count}, after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
