@@ -49,65 +49,105 @@ impl Group {
         let Some(picker) = &inner.picker else {
             return handover;
         };
-        // Each heir's values, most recently used first, within the byte cap.
-        let mut heirs: HashMap<String, (Arc<dyn Peer>, Values)> = HashMap::new();
+        // The values within the byte cap, most recently used first.
         let mut bytes = 0usize;
+        let mut offer: Values = Vec::new();
         for (key, found) in inner.store.fresh_values() {
             let size = key.len() + found.value.len();
             if bytes.saturating_add(size) > max_bytes {
                 handover.left += 1;
                 continue;
             }
-            let Some(heir) = picker.heir(&key) else {
-                continue;
-            };
             bytes += size;
-            let name = heir.name().to_string();
-            heirs
-                .entry(name)
-                .or_insert_with(|| (heir, Vec::new()))
-                .1
-                .push((key, found));
+            offer.push((key, found));
         }
-        let sends = heirs.into_values().map(|(heir, values)| async move {
-            let mut taken = (0usize, 0usize);
-            let mut failed = None;
-            for batch in batches(&values) {
-                let size: usize = batch.iter().map(|(k, f)| k.len() + f.value.len()).sum();
-                let until = tokio::time::Instant::from_std(deadline);
-                let sent = tokio::time::timeout_at(until, heir.fill(&inner.name, batch, deadline));
-                match sent.await {
-                    Ok(Ok(())) => taken = (taken.0 + batch.len(), taken.1 + size),
-                    Ok(Err(e)) => {
-                        failed = Some(e.to_string());
-                        break;
+        // Offered to their heirs; what a member did not take is offered once more to whom the
+        // picker names then (a member that refused is down by then, and skipped).
+        for _round in 0..2 {
+            if offer.is_empty() {
+                break;
+            }
+            let mut heirs: HashMap<String, (Arc<dyn Peer>, Values)> = HashMap::new();
+            for (key, found) in offer.drain(..) {
+                match picker.heir(&key) {
+                    Some(heir) => {
+                        let name = heir.name().to_string();
+                        let (_, values) = heirs.entry(name).or_insert_with(|| (heir, Vec::new()));
+                        values.push((key, found));
                     }
-                    Err(_) => {
-                        failed = Some("no answer by the deadline".to_string());
-                        break;
-                    }
+                    None => handover.left += 1,
                 }
             }
-            (heir, values.len(), taken, failed)
-        });
-        for (heir, offered, (values, bytes), failed) in join_all(sends).await {
-            handover.values += values;
-            handover.bytes += bytes;
-            handover.left += offered - values;
-            if let Some(reason) = failed {
-                tracing::warn!(group = %inner.name, peer = heir.name(), reason = %escape(&reason), left = offered - values, "a member did not take the values handed over");
-                handover.unreachable.push(Unreached {
-                    peer: heir.name().to_string(),
-                    reason: reason.into(),
-                });
+            let sends = heirs
+                .into_values()
+                .map(|(heir, values)| self.fill(heir, values, deadline));
+            for sent in join_all(sends).await {
+                handover.values += sent.taken;
+                handover.bytes += sent.bytes;
+                if let Some(reason) = sent.failed {
+                    tracing::warn!(group = %inner.name, peer = sent.heir.name(), reason = %escape(&reason), left = sent.left.len(), "a member did not take the values handed over");
+                    if !handover
+                        .unreachable
+                        .iter()
+                        .any(|u| u.peer == sent.heir.name())
+                    {
+                        handover.unreachable.push(Unreached {
+                            peer: sent.heir.name().to_string(),
+                            reason: reason.into(),
+                        });
+                    }
+                }
+                offer.extend(sent.left);
             }
         }
+        handover.left += offer.len();
         let handed = handover.values as u64;
         inner
             .counters
             .handed_over
             .fetch_add(handed, Ordering::Relaxed);
         handover
+    }
+}
+
+/// What one heir took of the values offered it.
+struct Sent {
+    heir: Arc<dyn Peer>,
+    taken: usize,
+    bytes: usize,
+    /// The values it did not take, and why.
+    left: Values,
+    failed: Option<String>,
+}
+
+impl Group {
+    /// Offers `heir` its `values`, a batch at a time, until one is not taken or `deadline`.
+    async fn fill(&self, heir: Arc<dyn Peer>, values: Values, deadline: Instant) -> Sent {
+        let name = &self.inner.name;
+        let (mut taken, mut bytes, mut failed) = (0, 0, None);
+        for batch in batches(&values) {
+            let size: usize = batch.iter().map(|(k, f)| k.len() + f.value.len()).sum();
+            let until = tokio::time::Instant::from_std(deadline);
+            match tokio::time::timeout_at(until, heir.fill(name, batch, deadline)).await {
+                Ok(Ok(())) => (taken, bytes) = (taken + batch.len(), bytes + size),
+                Ok(Err(e)) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+                Err(_) => {
+                    failed = Some("no answer by the deadline".to_string());
+                    break;
+                }
+            }
+        }
+        let left = values.into_iter().skip(taken).collect();
+        Sent {
+            heir,
+            taken,
+            bytes,
+            left,
+            failed,
+        }
     }
 }
 

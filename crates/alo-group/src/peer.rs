@@ -46,9 +46,10 @@ pub trait PeerPicker: Send + Sync + 'static {
         None
     }
 
-    /// The member that takes `key` when this node leaves: its owner among the other members.
-    /// A group [hands over](crate::Group::hand_over) its values to them. The default is none:
-    /// nothing is handed over.
+    /// The member that takes `key` when this node leaves: its owner among the other members, or
+    /// while that one is down, the member that takes its place. A group
+    /// [hands over](crate::Group::hand_over) its values to them, and asks again for the values a
+    /// member did not take. The default is none: nothing is handed over.
     fn heir(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         let _ = key;
         None

@@ -62,6 +62,13 @@ pub(crate) struct Health {
     latency: AtomicU64,
     /// Times a stall was suspected.
     stalls: AtomicU64,
+    /// Set while a suspicion of a stall is being checked with a quick probe.
+    suspecting: AtomicBool,
+    /// Set when a quick probe confirmed a stall, until the peer answers again: requests waiting
+    /// on it stop waiting, and its keys go to its successor.
+    stalled: AtomicBool,
+    /// Woken when a stall is confirmed.
+    stall_confirmed: Notify,
 }
 
 struct State {
@@ -135,6 +142,9 @@ impl Health {
             last_answer: AtomicU64::new(0),
             latency: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
+            suspecting: AtomicBool::new(false),
+            stalled: AtomicBool::new(false),
+            stall_confirmed: Notify::new(),
         }
     }
 
@@ -174,14 +184,37 @@ impl Health {
         silent > usual.max(floor)
     }
 
-    /// Counts a stall suspected.
-    pub(crate) fn stall_suspected(&self) {
-        self.stalls.fetch_add(1, Ordering::Relaxed);
+    /// Whether a quick probe confirmed a stall, and the peer has not answered since.
+    pub(crate) fn is_stall_confirmed(&self) -> bool {
+        self.stalled.load(Ordering::Acquire)
     }
 
-    /// The peer answered something (a probe, a request): its silence ends.
+    /// Resolves when a stall of the peer is confirmed (at once if it is).
+    pub(crate) async fn stall_confirmed(&self) {
+        let notified = self.stall_confirmed.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the check, so a change between the two is not missed.
+        notified.as_mut().enable();
+        if !self.is_stall_confirmed() {
+            notified.await;
+        }
+    }
+
+    /// How long a quick probe of a suspected peer may take: as long as the suspicion's own
+    /// threshold, a live peer answers a probe from memory in a round trip.
+    fn quick_probe_timeout(&self) -> Duration {
+        let usual = self
+            .latency
+            .load(Ordering::Relaxed)
+            .saturating_mul(u64::from(STALL_LATENCIES));
+        self.options.stall_after.max(Duration::from_nanos(usual))
+    }
+
+    /// The peer answered something (a probe, a request): its silence ends, and with it any
+    /// stall.
     fn heard(&self) {
         self.last_answer.store(self.nanos(), Ordering::Relaxed);
+        self.stalled.store(false, Ordering::Release);
     }
 
     pub(crate) fn options(&self) -> &HealthOptions {
@@ -334,6 +367,47 @@ pub(crate) trait Probed: Send + Sync + 'static {
     /// What must reach a down peer that answers again before it is marked up (the writes that
     /// missed it). `Err` with why not: it stays down.
     fn before_up(this: &Arc<Self>) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// The peer looks stalled (see [`Health::is_stalled`]): unless a suspicion is being checked
+/// already, counts one and checks it with a quick probe. No answer within the quick probe's
+/// timeout confirms the stall: requests waiting on the peer stop waiting (their keys go to its
+/// successor), and the usual probes decide whether it is down. An answer clears it: the peer was
+/// only slow (a long origin load), and its waiting requests go on waiting.
+pub(crate) fn suspect<P: Probed>(peer: &Arc<P>) {
+    let health = peer.health();
+    if health.suspecting.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    health.stalls.fetch_add(1, Ordering::Relaxed);
+    let peer = Arc::clone(peer);
+    tokio::spawn(async move {
+        let health = peer.health();
+        let limit = health.quick_probe_timeout();
+        match tokio::time::timeout(limit, peer.probe()).await {
+            Ok(Ok(())) => health.heard(),
+            _ => {
+                health.stalled.store(true, Ordering::Release);
+                health.stall_confirmed.notify_waiters();
+                tracing::debug!(peer = %health.peer, ?limit, "a stall confirmed: no answer to a quick probe");
+                // Nothing is sent to it now, so the usual probes decide: until it answers (the
+                // stall is over) or enough of them fail to mark it down (and revive takes over).
+                while health.is_stall_confirmed() && !health.is_down() {
+                    if !health.start_probe() {
+                        tokio::time::sleep(health.options.probe_timeout).await;
+                        continue;
+                    }
+                    let result = peer.probe().await;
+                    health.end_probe();
+                    match result {
+                        Ok(()) => health.success(),
+                        Err(reason) => failed(&peer, &reason),
+                    }
+                }
+            }
+        }
+        health.suspecting.store(false, Ordering::Release);
+    });
 }
 
 /// Counts a failure against `peer`; the one that marks it down starts bringing it back.

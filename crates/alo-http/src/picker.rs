@@ -411,15 +411,16 @@ impl PeerPicker for HttpPool {
         (!client.is_down()).then(|| Arc::clone(client) as Arc<dyn Peer>)
     }
 
-    /// The key's owner on the ring without this node.
+    /// The key's owner on the ring without this node, or, while that member is down, the next
+    /// of the key's preference list that is up: where its keys go once this node is gone.
     fn heir(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         let members = self.current();
-        let heir = members
-            .ring
-            .nodes_for(key, 2)
+        let preference = members.ring.nodes_for(key, members.ring.len());
+        let client = preference
             .into_iter()
-            .find(|member| **member != self.self_url)?;
-        let client = members.clients.get(heir)?;
+            .filter(|member| **member != self.self_url)
+            .filter_map(|member| members.clients.get(member))
+            .find(|client| client.is_routable())?;
         Some(Arc::clone(client) as Arc<dyn Peer>)
     }
 }

@@ -302,10 +302,10 @@ impl PeerPicker for RingPicker {
         let members = shared.current();
         let heir = members
             .ring
-            .nodes_for(key, 2)
+            .nodes_for(key, members.ring.len())
             .into_iter()
             .map(|name| shared.index(name))
-            .find(|&i| i != self.me)?;
+            .find(|&i| i != self.me && !shared.is_down(i))?;
         Some(RingPicker::peer(&shared, heir))
     }
 }

@@ -166,3 +166,36 @@ async fn with_10_owners_down_every_key_is_loaded_once() {
     assert_eq!(origin.keys(), KEYS as usize);
     assert_eq!(origin.most(), 1, "no key loaded twice");
 }
+
+#[tokio::test]
+async fn a_handover_skips_a_member_that_is_down_for_the_next_one_up() {
+    let (cluster, origin) = ring(5);
+    let leaving = 0;
+    let keys: Vec<Bytes> = (0..2_000)
+        .map(key)
+        .filter(|k| cluster.owner(k) == Some(leaving))
+        .collect();
+    for k in &keys {
+        cluster
+            .group(leaving)
+            .get(k)
+            .await
+            .expect("loaded by its owner");
+    }
+    let loaded = origin.total();
+    // One of the members the values would go to is down: they go to the next one up.
+    cluster.set_down(1, true);
+    let deadline = tokio::time::Instant::now().into_std() + Duration::from_secs(5);
+    let handover = cluster.group(leaving).hand_over(usize::MAX, deadline).await;
+    assert_eq!(
+        (handover.values, handover.left),
+        (keys.len(), 0),
+        "{handover:?}"
+    );
+    assert!(handover.unreachable.is_empty());
+    cluster.leave(leaving);
+    for k in &keys {
+        cluster.group(2).get(k).await.expect("answered");
+    }
+    assert_eq!(origin.total(), loaded, "no key loaded again");
+}

@@ -101,13 +101,11 @@ impl PeerClient {
     /// A suspicion asks for a probe, whose answer clears it.
     pub(crate) fn is_routable(&self) -> bool {
         let health = &self.remote.health;
-        if health.is_down() {
+        if health.is_down() || health.is_stall_confirmed() {
             return false;
         }
         if health.is_stalled() {
-            if health::probe_soon(&self.remote) {
-                health.stall_suspected();
-            }
+            health::suspect(&self.remote);
             return false;
         }
         true
@@ -125,7 +123,7 @@ impl PeerClient {
     }
 
     /// One write, answered `204` when the member applied it, by `deadline`. A member marked
-    /// down is not asked: it is reported unreached at once. A remove or purge that does not
+    /// down (or stalled) is not asked: it is reported unreached at once. A remove or purge that does not
     /// reach the member is kept, and delivered when it answers again.
     async fn write(
         &self,
@@ -135,7 +133,8 @@ impl PeerClient {
         deadline: Instant,
     ) -> Result<(), LoadError> {
         let remote = &self.remote;
-        let written = match remote.health.is_down() {
+        let health = &remote.health;
+        let written = match health.is_down() || health.is_stall_confirmed() {
             true => Err(LoadError::unreachable(format_args!(
                 "{} is down",
                 remote.url
@@ -279,6 +278,9 @@ impl Remote {
         let until = tokio::time::Instant::from_std(deadline);
         let mut exchange = pin!(tokio::time::timeout_at(until, exchange));
         let mut went_down = pin!(health.went_down());
+        let mut stalled = pin!(health.stall_confirmed());
+        let options = health.options();
+        let mut probe_at = tokio::time::Instant::now() + options.probe_timeout;
         let answer = loop {
             tokio::select! {
                 answer = &mut exchange => break answer,
@@ -288,9 +290,22 @@ impl Remote {
                         remote.url
                     )));
                 }
-                // Still waiting: a slow load, or a member that hangs? A probe tells.
-                () = tokio::time::sleep(health.options().probe_timeout) => {
-                    let _ = health::probe_soon(remote);
+                () = &mut stalled => {
+                    return Err(LoadError::unreachable(format_args!(
+                        "{} stalled while the request waited: no answer to a quick probe",
+                        remote.url
+                    )));
+                }
+                // Still waiting: a slow load, or a member that hangs? Its silence, then a
+                // quick probe, tell; the usual probe, after a probe timeout, marks it down.
+                () = tokio::time::sleep(options.stall_after) => {
+                    if health.is_stalled() {
+                        health::suspect(remote);
+                    }
+                    if tokio::time::Instant::now() >= probe_at {
+                        let _ = health::probe_soon(remote);
+                        probe_at += options.probe_timeout;
+                    }
                 }
             }
         };

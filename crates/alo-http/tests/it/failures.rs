@@ -200,12 +200,21 @@ async fn a_hung_peer_is_marked_down_its_keys_load_locally_and_it_comes_back() {
         .take(20)
         .collect();
 
-    // The first get waits on the hung peer until probes mark it down, then loads locally.
+    // The first get waits on the hung peer until its silence and an unanswered quick probe
+    // confirm a stall, then loads locally; the usual probes then mark it down.
     let first = tokio::time::timeout(Duration::from_secs(10), node.group.get(&theirs[0])).await;
     assert_eq!(
         first.expect("not stuck").expect("value"),
         value_of(theirs[0].as_bytes())
     );
+    let marked = tokio::time::Instant::now() + Duration::from_secs(10);
+    while node.pool.peer_stats()[0].state != "down" {
+        assert!(
+            tokio::time::Instant::now() < marked,
+            "marked down by its probes"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let peers = node.pool.peer_stats();
     assert_eq!((peers[0].state, peers[0].marked_down), ("down", 1));
 

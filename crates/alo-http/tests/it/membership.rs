@@ -6,7 +6,6 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use alo_group::Group;
 use alo_http::PoolOptions;
 use bytes::Bytes;
 use tokio::time::timeout;
@@ -160,7 +159,7 @@ async fn a_leaving_node_hands_its_values_to_their_new_owners() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_stalled_owner_is_routed_around_for_new_keys_while_a_probe_decides() {
+async fn a_stalled_owner_is_routed_around_once_a_quick_probe_goes_unanswered() {
     let hung = Hung::start().await;
     let (listener, url) = Node::bind().await;
     let options = PoolOptions::builder()
@@ -178,23 +177,53 @@ async fn a_stalled_owner_is_routed_around_for_new_keys_while_a_probe_decides() {
         .filter(|k| node.pool.owner(k.as_bytes()) == hung.url)
         .take(2)
         .collect();
-    // The first key waits on the hung owner.
-    let group: Group = node.group.clone();
-    let first = theirs[0].clone();
-    let waiting = tokio::spawn(async move { group.get(first).await });
-    // Some time without an answer: new keys no longer wait on it.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let second = timeout(Duration::from_millis(500), node.group.get(&theirs[1]))
+    // A key waits on the hung owner: its silence, then a quick probe without an answer, release
+    // it well before a probe timeout (2 s) would mark the owner down.
+    let first = timeout(Duration::from_millis(500), node.group.get(&theirs[0]))
         .await
-        .expect("not held up by the stalled owner");
+        .expect("released by the stall");
+    assert_eq!(first.expect("loaded here"), value_of(theirs[0].as_bytes()));
+    // New keys do not wait on it at all while the stall stands.
+    let second = timeout(Duration::from_millis(10), node.group.get(&theirs[1]))
+        .await
+        .expect("not sent to the stalled owner");
     assert_eq!(second.expect("loaded here"), value_of(theirs[1].as_bytes()));
-    let stats = &node.pool.peer_stats()[0];
-    assert!(stats.stalls >= 1, "{stats:?}");
-    assert!(
-        !waiting.is_finished(),
-        "the first key still waits: moving it could load it twice"
+    let peer = &node.pool.peer_stats()[0];
+    assert_eq!((peer.stalls, peer.state), (1, "up"), "{peer:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_owner_answers_its_quick_probe_and_is_waited_for() {
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let options = PoolOptions::builder()
+        .stall_after(Duration::from_millis(50))
+        .build()
+        .expect("valid options");
+    let behaviour = Behaviour {
+        options: Some(options),
+        gate: Some(gate.clone()),
+        ..Behaviour::default()
+    };
+    let nodes = Node::cluster(2, behaviour.clone()).await;
+    let key = keys_of(&nodes, &nodes[1].url, 1).remove(0);
+    let asker = nodes[0].group.clone();
+    let asked = key.clone();
+    let waiting = tokio::spawn(async move { asker.get(asked).await });
+    // The owner's origin takes a second: the asker's quick probes are answered meanwhile.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiting.is_finished(), "still waiting on the slow owner");
+    gate.notify_one();
+    let got = waiting.await.expect("joined").expect("the owner's value");
+    assert_eq!(got, value_of(key.as_bytes()));
+    assert_eq!(
+        behaviour.calls.load(Ordering::SeqCst),
+        1,
+        "loaded once, by the owner"
     );
-    waiting.abort();
+    assert!(
+        nodes[0].pool.peer_stats()[0].stalls >= 1,
+        "suspected, then cleared"
+    );
 }
 
 #[tokio::test(start_paused = true)]
