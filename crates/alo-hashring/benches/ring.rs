@@ -10,6 +10,9 @@
 //!   the speed floor, though it cannot remove an arbitrary node.
 //!
 //! Each iteration looks up one of 4096 pre-made keys (`user:<n>`), cycling through them.
+//!
+//! A second group, `preference`, walks a key's preference list on the same rings: `second`
+//! takes its second member (a failover's lookup), `all` the whole list, beside `node_for`.
 
 use std::hint::black_box;
 
@@ -83,12 +86,42 @@ fn node_for(c: &mut Criterion) {
     group.finish();
 }
 
+/// The walk of a key's preference list: the second member (where a key goes while its owner is
+/// down) and the whole list, against `node_for` in the same group.
+fn preference(c: &mut Criterion) {
+    let keys: Vec<String> = (0..4096).map(|i| format!("user:{i}")).collect();
+    let mut group = c.benchmark_group("preference");
+    for n in SIZES {
+        let ring: HashRing<String> = (0..n).map(node).collect();
+        let mut i = 0;
+        group.bench_with_input(BenchmarkId::new("node_for", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(ring.node_for(black_box(&keys[i])))
+            });
+        });
+        group.bench_with_input(BenchmarkId::new("second", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(ring.preference(black_box(&keys[i])).nth(1))
+            });
+        });
+        group.bench_with_input(BenchmarkId::new("all", n), &n, |b, _| {
+            b.iter(|| {
+                i = (i + 1) & 4095;
+                black_box(ring.preference(black_box(&keys[i])).last())
+            });
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(40)
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
-    targets = node_for
+    targets = node_for, preference
 }
 criterion_main!(benches);

@@ -54,8 +54,10 @@
 //!   or two points of the key's bucket. It is not a binary search of the ring, except when a
 //!   hash crowds the points into few buckets (one that does not spread over the whole `u64`
 //!   range), where it degrades to one, O(log P).
-//! - [`nodes_for`](HashRing::nodes_for)`(key, n)`: walks clockwise until `n` distinct nodes are
-//!   found; about `P / len × n log n` points when nodes are of equal weight.
+//! - [`preference`](HashRing::preference)`(key)`: every node once, in ring order from the key,
+//!   lazily: each node taken costs about `P / len` points walked when nodes are of equal
+//!   weight, a little more as the list grows (about `P / len × len ln len` for all of it).
+//!   [`nodes_for`](HashRing::nodes_for)`(key, n)` collects the first `n`.
 //! - [`add`](HashRing::add): O(P) plus sorting the new node's points; [`extend`](Extend::extend)
 //!   sorts once for many nodes. [`remove`](HashRing::remove): O(P).
 //! - Memory: 8 bytes of position and 4 of owner per point, and 4 to 8 bytes of index per point:
@@ -68,7 +70,7 @@ mod hasher;
 mod ring;
 
 pub use hasher::{RingHasher, SEED, SplitHasher, Xxh3};
-pub use ring::{Change, DEFAULT_REPLICAS, HashRing, MAX_REPLICAS};
+pub use ring::{Change, DEFAULT_REPLICAS, HashRing, MAX_REPLICAS, Preference};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -216,25 +216,30 @@ impl<N: AsRef<[u8]>, H: RingHasher> HashRing<N, H> {
     }
 
     /// Up to `n` distinct nodes for `key`, walking clockwise from its position: the owner first,
-    /// then the nodes a replicated or hedged read would try next. Returns `min(n, len())` nodes.
+    /// then the nodes a replicated or hedged read would try next. Returns `min(n, len())` nodes:
+    /// the first `n` of [`preference`](Self::preference).
     pub fn nodes_for<K: AsRef<[u8]> + ?Sized>(&self, key: &K, n: usize) -> Vec<&N> {
-        let want = n.min(self.nodes.len());
-        let mut found: Vec<u32> = Vec::with_capacity(want);
-        if let Some(start) = self.first_point(key.as_ref()) {
-            let clockwise = self.owners[start..].iter().chain(&self.owners[..start]);
-            for &owner in clockwise {
-                if found.len() == want {
-                    break;
-                }
-                if !found.contains(&owner) {
-                    found.push(owner);
-                }
-            }
+        self.preference(key).take(n).collect()
+    }
+
+    /// Every node, each once, in the order a walk clockwise from `key`'s position meets them:
+    /// the owner first, then the node that would own the key without it, and so on. Lazy: the
+    /// walk goes only as far as the nodes taken, so finding the first member of the list that
+    /// is up (a failover) costs about `P / len` points per node passed over, whatever the size
+    /// of the ring; the whole list costs about `P / len × len ln len` points.
+    pub fn preference<K: AsRef<[u8]> + ?Sized>(&self, key: &K) -> Preference<'_, N, H> {
+        let start = self.first_point(key.as_ref()).unwrap_or(0);
+        Preference {
+            ring: self,
+            start,
+            walked: 0,
+            seen: 0,
+            seen_many: match self.nodes.len() {
+                0..=64 => Vec::new(),
+                n => vec![0; n.div_ceil(64)],
+            },
+            left: self.nodes.len(),
         }
-        found
-            .into_iter()
-            .map(|i| &self.nodes[i as usize].node)
-            .collect()
     }
 
     /// Whether `node` is a member. O(nodes).
@@ -364,6 +369,59 @@ impl<N, H> HashRing<N, H> {
         self.replicas
     }
 }
+
+/// The nodes of a key's preference list, from [`HashRing::preference`].
+#[derive(Clone, Debug)]
+pub struct Preference<'a, N, H = Xxh3> {
+    ring: &'a HashRing<N, H>,
+    /// The key's first point.
+    start: usize,
+    /// Points walked past `start`.
+    walked: usize,
+    /// One bit per member, met already: here on a ring of up to 64 members, so that their walks
+    /// allocate nothing...
+    seen: u64,
+    /// ...and here on larger rings (empty on the others).
+    seen_many: Vec<u64>,
+    /// Members not met yet.
+    left: usize,
+}
+
+impl<'a, N, H> Iterator for Preference<'a, N, H> {
+    type Item = &'a N;
+
+    fn next(&mut self) -> Option<&'a N> {
+        let owners = &self.ring.owners;
+        while self.left > 0 && self.walked < owners.len() {
+            let mut i = self.start + self.walked;
+            if i >= owners.len() {
+                i -= owners.len();
+            }
+            self.walked += 1;
+            let owner = owners[i] as usize;
+            let bit = 1u64 << (owner % 64);
+            let word = match self.seen_many.get_mut(owner / 64) {
+                Some(word) => word,
+                None => &mut self.seen,
+            };
+            if *word & bit == 0 {
+                *word |= bit;
+                self.left -= 1;
+                return Some(&self.ring.nodes[owner].node);
+            }
+        }
+        None
+    }
+
+    /// Every member has at least one point, and the points of those not met yet lie ahead.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl<N, H> ExactSizeIterator for Preference<'_, N, H> {}
+
+impl<N, H> std::iter::FusedIterator for Preference<'_, N, H> {}
 
 impl<N: fmt::Debug, H> fmt::Debug for HashRing<N, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -372,8 +372,7 @@ impl PeerPicker for HttpPool {
         if client.is_routable() {
             return Some(Arc::clone(client) as Arc<dyn Peer>);
         }
-        let preference = members.ring.nodes_for(key, members.ring.len());
-        for member in preference.into_iter().skip(1) {
+        for member in members.ring.preference(key).skip(1) {
             let client = members.clients.get(member)?;
             if client.is_routable() {
                 return Some(Arc::clone(client) as Arc<dyn Peer>);
@@ -415,9 +414,7 @@ impl PeerPicker for HttpPool {
     /// of the key's preference list that is up: where its keys go once this node is gone.
     fn heir(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         let members = self.current();
-        let preference = members.ring.nodes_for(key, members.ring.len());
-        let client = preference
-            .into_iter()
+        let client = (members.ring.preference(key))
             .filter(|member| **member != self.self_url)
             .filter_map(|member| members.clients.get(member))
             .find(|client| client.is_routable())?;

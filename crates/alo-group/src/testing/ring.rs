@@ -250,8 +250,7 @@ impl PeerPicker for RingPicker {
     fn pick_peer(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         let shared = self.shared.upgrade()?;
         let members = shared.current();
-        let preference = members.ring.nodes_for(key, members.ring.len());
-        for name in preference {
+        for name in members.ring.preference(key) {
             let i = shared.index(name);
             if i == self.me {
                 return None;
@@ -300,10 +299,7 @@ impl PeerPicker for RingPicker {
     fn heir(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
         let shared = self.shared.upgrade()?;
         let members = shared.current();
-        let heir = members
-            .ring
-            .nodes_for(key, members.ring.len())
-            .into_iter()
+        let heir = (members.ring.preference(key))
             .map(|name| shared.index(name))
             .find(|&i| i != self.me && !shared.is_down(i))?;
         Some(RingPicker::peer(&shared, heir))

@@ -91,6 +91,24 @@ proptest! {
     }
 
     #[test]
+    fn each_of_the_preference_is_the_owner_once_those_before_it_are_gone(
+        nodes in members(), keys in keys(),
+    ) {
+        // What failover relies on: the next of the list is where the key goes when every node
+        // before it has left, on every node that computes it.
+        let ring = ring(&nodes);
+        for key in keys.iter().take(8) {
+            let preference: Vec<&String> = ring.preference(key).collect();
+            prop_assert_eq!(preference.len(), ring.len());
+            let mut without = ring.clone();
+            for node in preference {
+                prop_assert_eq!(without.node_for(key), Some(node));
+                prop_assert_eq!(without.remove(node.as_bytes()), Change::Removed);
+            }
+        }
+    }
+
+    #[test]
     fn lookups_agree_with_a_linear_scan(nodes in members(), keys in keys(), replicas in 1usize..40) {
         // The radix index must find exactly the first point at or after the key's hash.
         let mut ring = HashRing::with_hasher(replicas, toy);

@@ -136,3 +136,20 @@ fn replicas_are_clamped() {
         MAX_REPLICAS
     );
 }
+
+#[test]
+fn the_preference_of_a_large_ring_names_every_node_once() {
+    // More nodes than one word of the walk's bitset holds.
+    let ring: HashRing<String> = (0..130).map(|i| format!("node-{i}")).collect();
+    let mut preference = ring.preference("key");
+    assert_eq!(preference.len(), 130);
+    assert_eq!(preference.next(), ring.node_for("key"));
+    let mut rest: Vec<&String> = preference.by_ref().collect();
+    assert_eq!(rest.len(), 129);
+    assert_eq!(preference.next(), None);
+    rest.push(ring.node_for("key").expect("members"));
+    rest.sort();
+    rest.dedup();
+    assert_eq!(rest.len(), 130);
+    assert_eq!(HashRing::<String>::new().preference("key").next(), None);
+}
