@@ -146,10 +146,10 @@ impl PoolOptionsBuilder {
 
     /// The least time without an answer, while requests wait on a member, after which it is
     /// suspected of a stall (default 100 ms; also at least 20 times its usual latency): new keys
-    /// then go to the member that takes its place, and a probe decides. A member that only is
-    /// slow answers the probe and is sent keys again; one that hangs is marked down when its
-    /// probes go unanswered. Requests already waiting on it go on waiting: moving them could
-    /// load a key twice.
+    /// then go to the member that takes its place, and a quick probe decides. A member that
+    /// only is slow answers it and is sent keys again, its waiting requests waiting on; when the
+    /// quick probe goes unanswered too, the requests waiting on the member go to its successor,
+    /// and the usual probes go on until it answers or is marked down.
     pub fn stall_after(mut self, stall_after: Duration) -> Self {
         self.options.health.stall_after = stall_after;
         self
