@@ -9,7 +9,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use crate::{Found, Group, Peer, Unreached, escape};
+use crate::freshness::now;
+use crate::{FILL_GUARD, Found, Group, Peer, Unreached, escape};
 
 /// Values to hand over: each key, and its value with the time it has left.
 type Values = Vec<(Bytes, Found)>;
@@ -39,8 +40,10 @@ impl Group {
     /// Hands this node's values over to the members that own them without it (the picker's
     /// [`heir`](crate::PeerPicker::heir) of each key), most recently used first, at most
     /// `max_bytes` of keys and values, by `deadline`: what a node does before it leaves the
-    /// cluster on purpose. Each member keeps the values it does not hold yet; a write there
-    /// during the handover wins. A value keeps the time it has left. Values sent in one request
+    /// cluster on purpose. Each member keeps the values it does not hold yet, unless it took a
+    /// write of the key in the last [`FILL_GUARD`]: a write there during the handover wins. The
+    /// values are offered until `deadline` or half of [`FILL_GUARD`] after they were read,
+    /// whichever is sooner. A value keeps the time it has left. Values sent in one request
     /// go in batches of at most 256 values or 1 MiB, one batch at a time per member, the members
     /// in parallel.
     pub async fn hand_over(&self, max_bytes: usize, deadline: Instant) -> Handover {
@@ -49,6 +52,10 @@ impl Group {
         let Some(picker) = &inner.picker else {
             return handover;
         };
+        // A member refuses the fill of a key written there in the last `FILL_GUARD`, a write
+        // the values read now may predate: they are offered for half of it, leaving the other
+        // half for a request that outlives its deadline on the way.
+        let deadline = deadline.min(now() + FILL_GUARD / 2);
         // The values within the byte cap, most recently used first.
         let mut bytes = 0usize;
         let mut offer: Values = Vec::new();

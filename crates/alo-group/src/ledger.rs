@@ -10,11 +10,33 @@
 //!
 //! Only keys with a load in flight have an entry, so the ledger holds at most as many keys as
 //! there are loads running; the hit path never touches it.
+//!
+//! A fill (a value another member read before and hands over) has no ticket here: it was read
+//! on another node, at a time this one cannot place. So the ledger also remembers the writes of
+//! the last [`FILL_GUARD`], and a fill of a key written in that time, or of any key after a purge
+//! in that time, is refused. Those keys fit in a fixed number of bytes; past it every fill is
+//! refused until the guard has passed, which costs loads, never a wrong value.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+
+use crate::freshness::now;
+
+/// How long a write here bars fills of its key (a purge: of every key): the longest a value
+/// handed over may travel from its read on the leaving member to a fill here.
+/// [`Group::hand_over`](crate::Group::hand_over) stops offering values half this long after it
+/// read them.
+pub const FILL_GUARD: Duration = Duration::from_secs(30);
+
+/// The most bytes of keys the writes of the last [`FILL_GUARD`] are remembered in, each key
+/// charged its length and [`RECENT_OVERHEAD`].
+const RECENT_BYTES: usize = 4 << 20;
+
+/// What a remembered write costs beyond its key's bytes: its map and queue entries.
+const RECENT_OVERHEAD: usize = 64;
 
 #[derive(Default)]
 pub(crate) struct Ledger {
@@ -26,6 +48,68 @@ struct State {
     keys: HashMap<Bytes, Pending>,
     /// Purges so far.
     purges: u64,
+    recent: Recent,
+}
+
+/// The writes of the last [`FILL_GUARD`].
+#[derive(Default)]
+struct Recent {
+    /// Each key written, and when last.
+    keys: HashMap<Bytes, Instant>,
+    /// The same writes in the order they came, to forget them when the guard has passed.
+    order: VecDeque<(Instant, Bytes)>,
+    /// What `keys` is charged, at most [`RECENT_BYTES`].
+    bytes: usize,
+    /// Every fill is refused until then: a purge came, or more keys were written than fit.
+    all_until: Option<Instant>,
+}
+
+impl Recent {
+    fn forget_before(&mut self, now: Instant) {
+        while let Some((at, _)) = self.order.front() {
+            if now.saturating_duration_since(*at) < FILL_GUARD {
+                break;
+            }
+            let (at, key) = self.order.pop_front().expect("a front");
+            // The key stays while a later write of it is remembered.
+            if self.keys.get(&key) == Some(&at) {
+                self.keys.remove(&key);
+                self.bytes -= key.len() + RECENT_OVERHEAD;
+            }
+        }
+        if self.all_until.is_some_and(|until| until <= now) {
+            self.all_until = None;
+        }
+    }
+
+    fn written(&mut self, keys: &[Bytes]) {
+        let now = now();
+        self.forget_before(now);
+        for key in keys {
+            if let Some(at) = self.keys.get_mut(key) {
+                *at = now;
+            } else if self.bytes + key.len() + RECENT_OVERHEAD <= RECENT_BYTES {
+                self.bytes += key.len() + RECENT_OVERHEAD;
+                self.keys.insert(key.clone(), now);
+            } else {
+                self.all_until = Some(now + FILL_GUARD);
+                continue;
+            }
+            self.order.push_back((now, key.clone()));
+        }
+    }
+
+    fn purged(&mut self) {
+        *self = Recent {
+            all_until: Some(now() + FILL_GUARD),
+            ..Recent::default()
+        };
+    }
+
+    fn bars(&mut self, key: &[u8]) -> bool {
+        self.forget_before(now());
+        self.all_until.is_some() || self.keys.contains_key(key)
+    }
 }
 
 /// The loads of one key in flight, and the writes to it since the oldest began.
@@ -70,6 +154,7 @@ impl Ledger {
                 pending.writes += 1;
             }
         }
+        state.recent.written(keys);
         change()
     }
 
@@ -78,7 +163,16 @@ impl Ledger {
     pub(crate) fn purge<R>(&self, change: impl FnOnce() -> R) -> R {
         let mut state = self.lock();
         state.purges += 1;
+        state.recent.purged();
         change()
+    }
+
+    /// Runs `fill` (which puts a value another member handed over into a cache) unless `key`
+    /// was written here within the last [`FILL_GUARD`], or a purge came in that time; says
+    /// whether it ran and kept the value.
+    pub(crate) fn fill(&self, key: &[u8], fill: impl FnOnce() -> bool) -> bool {
+        let mut state = self.lock();
+        !state.recent.bars(key) && fill()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -161,5 +255,64 @@ mod tests {
         let ledger = Ledger::default();
         ledger.write(&[key("a")], || {});
         assert!(ledger.lock().keys.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_bars_fills_of_its_key_for_the_guard() {
+        let ledger = Ledger::default();
+        assert!(ledger.fill(b"a", || true), "nothing written yet");
+        ledger.write(&[key("a")], || {});
+        tokio::time::advance(FILL_GUARD - Duration::from_millis(1)).await;
+        assert!(!ledger.fill(b"a", || true));
+        assert!(ledger.fill(b"b", || true), "another key");
+        // A second write of the key starts its guard again.
+        ledger.write(&[key("a")], || {});
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(
+            !ledger.fill(b"a", || true),
+            "the first write's guard passed, not the second's"
+        );
+        tokio::time::advance(FILL_GUARD).await;
+        assert!(ledger.fill(b"a", || true));
+        let state = ledger.lock();
+        assert!(state.recent.keys.is_empty() && state.recent.order.is_empty());
+        assert_eq!(
+            state.recent.bytes, 0,
+            "forgotten writes give their bytes back"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_purge_bars_every_fill_for_the_guard() {
+        let ledger = Ledger::default();
+        ledger.purge(|| {});
+        assert!(!ledger.fill(b"a", || true));
+        tokio::time::advance(FILL_GUARD).await;
+        assert!(ledger.fill(b"a", || true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn more_writes_than_fit_bar_every_fill_for_the_guard() {
+        let ledger = Ledger::default();
+        let big = vec![b'k'; 1 << 16];
+        let keys: Vec<Bytes> = (0..RECENT_BYTES / big.len() + 1)
+            .map(|i| [&big[..], i.to_string().as_bytes()].concat().into())
+            .collect();
+        ledger.write(&keys, || {});
+        assert!(ledger.lock().recent.bytes <= RECENT_BYTES);
+        assert!(
+            !ledger.fill(b"never written", || true),
+            "a write may have been forgotten"
+        );
+        tokio::time::advance(FILL_GUARD).await;
+        assert!(ledger.fill(b"never written", || true));
+    }
+
+    #[test]
+    fn a_refused_fill_does_not_run() {
+        let ledger = Ledger::default();
+        ledger.write(&[key("a")], || {});
+        assert!(!ledger.fill(b"a", || unreachable!("barred")));
+        assert!(!ledger.fill(b"b", || false), "the fill itself said no");
     }
 }

@@ -86,6 +86,7 @@ pub use getter::{Getter, GetterFn, GetterFnCtx, getter_fn, getter_fn_ctx};
 pub use group::{Group, PEEK_TIMEOUT};
 pub use groups::Groups;
 pub use handover::Handover;
+pub use ledger::FILL_GUARD;
 pub use local::Local;
 pub use peer::{Peer, PeerFn, PeerPicker, peer_fn};
 pub use picker::LatePicker;

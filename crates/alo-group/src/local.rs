@@ -67,8 +67,9 @@ impl Local<'_> {
     }
 
     /// Keeps `found`, a value a leaving member hands over, unless this node holds `key` already
-    /// (a fill never overwrites a value), the value is stale, expired or too large, or a write to
-    /// the key comes first: what a peer's fill is answered with. Says whether it was kept, and
+    /// (a fill never overwrites a value), the value is stale, expired or too large, or this node
+    /// took a write of the key (or a purge) in the last [`FILL_GUARD`](crate::FILL_GUARD), which
+    /// the value may predate: what a peer's fill is answered with. Says whether it was kept, and
     /// counts it in `fills`.
     pub fn fill(self, key: impl AsRef<[u8]>, found: &Found) -> bool {
         let inner = &self.group.inner;

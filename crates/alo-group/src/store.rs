@@ -200,7 +200,8 @@ impl Store {
     }
 
     /// Keeps `found`, a value another member holds, unless this node holds the key already (a
-    /// fill never overwrites), it is stale or too large, or a write to the key comes first;
+    /// fill never overwrites), it is stale or too large, or the key was written here within the
+    /// last [`FILL_GUARD`](crate::ledger::FILL_GUARD) (the value may be older than the write);
     /// says whether it was kept. The value is copied, to own exactly its bytes.
     pub(crate) fn fill_absent(&self, key: Bytes, found: &Found) -> bool {
         let ttl = found.ttl.or(self.expiry.ttl);
@@ -210,17 +211,13 @@ impl Store {
         if found.value.len() > self.max_value_bytes || self.main.contains_key(&key) {
             return false;
         }
-        let ticket = self.ledger.begin(&key);
         let owned = Bytes::copy_from_slice(&found.value);
         let entry = Expiring::new(Some(owned), self.deadline(ttl, self.expiry.window()));
-        let mut kept = false;
-        ticket.keep(|| {
+        let written = key.clone();
+        self.ledger.fill(&written, || {
             // Looked at again under the ledger's lock: a load may have filled it meanwhile.
-            if !self.main.contains_key(&key) {
-                kept = self.main.insert(key, entry).is_ok();
-            }
-        });
-        kept
+            !self.main.contains_key(&key) && self.main.insert(key, entry).is_ok()
+        })
     }
 
     /// Every value of the main cache that is fresh now, most recently used first (nearly: see

@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use alo_group::{Peer, PeerPicker};
+use alo_group::{FILL_GUARD, Peer, PeerPicker};
 use alo_hashring::HashRing;
 
 use crate::client::PeerClient;
@@ -220,6 +220,9 @@ pub struct HttpPool {
     self_url: String,
     options: PoolOptions,
     members: RwLock<Arc<Members>>,
+    /// Since when the member lists given leave this node out (refused, see
+    /// [`set_members`](HttpPool::set_members)); `None` while the last one named it.
+    left_out: Mutex<Option<Instant>>,
 }
 
 /// One membership: the ring and a client per other member.
@@ -259,6 +262,7 @@ impl HttpPool {
             })),
             self_url,
             options,
+            left_out: Mutex::new(None),
         };
         pool.set_members(std::iter::empty::<&str>())?;
         Ok(Arc::new(pool))
@@ -292,7 +296,9 @@ impl HttpPool {
         if members.is_empty() {
             members.push(self.self_url.clone());
         }
+        let mut left_out = self.left_out.lock().unwrap_or_else(PoisonError::into_inner);
         if !members.contains(&self.self_url) {
+            left_out.get_or_insert_with(now);
             return Err(Error::NotAMember {
                 self_url: self.self_url.clone(),
                 members,
@@ -323,6 +329,7 @@ impl HttpPool {
             changed,
         });
         *self.members.write().unwrap_or_else(PoisonError::into_inner) = members;
+        *left_out = None;
         Ok(())
     }
 
@@ -412,7 +419,16 @@ impl PeerPicker for HttpPool {
 
     /// The key's owner on the ring without this node, or, while that member is down, the next
     /// of the key's preference list that is up: where its keys go once this node is gone.
+    ///
+    /// `None` for every key once the member lists have left this node out for half of
+    /// [`FILL_GUARD`]: the other members stopped sending it writes about when it was left
+    /// out, and a member takes a value handed over only if it took no write of the key in the
+    /// last `FILL_GUARD`, so values this node holds then may be older than a write it missed.
     fn heir(&self, key: &[u8]) -> Option<Arc<dyn Peer>> {
+        let left_out = *self.left_out.lock().unwrap_or_else(PoisonError::into_inner);
+        if left_out.is_some_and(|since| now().saturating_duration_since(since) > FILL_GUARD / 2) {
+            return None;
+        }
         let members = self.current();
         let client = (members.ring.preference(key))
             .filter(|member| **member != self.self_url)

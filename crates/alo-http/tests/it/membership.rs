@@ -6,7 +6,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use alo_http::PoolOptions;
+use alo_group::{FILL_GUARD, PeerPicker};
+use alo_http::{HttpPool, PoolOptions};
 use bytes::Bytes;
 use tokio::time::timeout;
 
@@ -156,6 +157,68 @@ async fn a_leaving_node_hands_its_values_to_their_new_owners() {
     assert_eq!(again.values, theirs.len(), "taken");
     let fills_again: u64 = nodes[..2].iter().map(|n| n.group.stats().fills).sum();
     assert_eq!(fills_again, fills, "but none kept over a value held");
+}
+
+#[tokio::test]
+async fn a_value_handed_over_after_a_write_of_its_key_reached_its_new_owner_is_not_kept() {
+    let behaviour = Behaviour::default();
+    let nodes = Node::cluster(3, behaviour.clone()).await;
+    let leaving = &nodes[2];
+    let theirs = keys_of(&nodes, &leaving.url, 20);
+    for key in &theirs {
+        nodes[0].group.get(key).await.expect("value");
+    }
+    // A remove reached the others but not yet the leaving node, which hands over what it read
+    // before: the values it offers are older than the write, and nobody keeps them.
+    let keys: Vec<Bytes> = theirs.iter().map(|k| Bytes::from(k.clone())).collect();
+    for node in &nodes[..2] {
+        node.group.local().remove(&keys);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let handover = leaving.group.hand_over(usize::MAX, deadline).await;
+    assert_eq!(handover.values, theirs.len(), "offered and answered");
+    let fills: u64 = nodes[..2].iter().map(|n| n.group.stats().fills).sum();
+    assert_eq!(fills, 0, "none kept over the write");
+    let staying: Vec<String> = nodes[..2].iter().map(|n| n.url.clone()).collect();
+    for node in &nodes[..2] {
+        node.pool.set_members(&staying).expect("valid");
+    }
+    for key in &theirs {
+        nodes[0].group.get(key).await.expect("value");
+    }
+    assert_eq!(
+        behaviour.calls.load(Ordering::SeqCst),
+        2 * theirs.len(),
+        "each key loaded again, after the write"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_left_out_of_the_members_for_half_the_fill_guard_hands_nothing_over() {
+    let pool = HttpPool::new("http://127.0.0.1:1", PoolOptions::default()).expect("valid url");
+    let other = "http://127.0.0.1:2";
+    pool.set_members(["http://127.0.0.1:1", other])
+        .expect("valid");
+    assert!(
+        pool.heir(b"k").is_some(),
+        "a member hands over to the others"
+    );
+    // The lists now leave it out: it keeps its view, and still hands over for a while.
+    assert!(pool.set_members([other]).is_err());
+    tokio::time::advance(FILL_GUARD / 2).await;
+    assert!(pool.heir(b"k").is_some());
+    assert!(
+        pool.set_members([other]).is_err(),
+        "left out again: the time runs from the first"
+    );
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(
+        pool.heir(b"k").is_none(),
+        "it may have missed writes the others took for longer than a fill is refused after one"
+    );
+    pool.set_members(["http://127.0.0.1:1", other])
+        .expect("valid");
+    assert!(pool.heir(b"k").is_some(), "named again");
 }
 
 #[tokio::test(start_paused = true)]
