@@ -416,8 +416,16 @@ impl Inner {
     /// The value of `key` from the member that owned it before the members changed, if the
     /// picker names one and it holds the key fresh: a new owner's peek, within
     /// [`PEEK_TIMEOUT`] (and the load's deadline). `None` on a miss or no answer: load as ever.
+    ///
+    /// No peek for a key written here in the last [`FILL_GUARD`](crate::FILL_GUARD): a write
+    /// reaches the key's owner first and the other members after, so the previous owner may
+    /// not have taken it yet. (A write that comes during the peek bars its value through the
+    /// load's ticket.)
     async fn peek_previous_owner(&self, key: &[u8], deadline: Instant) -> Option<Found> {
         let peer = self.picker.as_ref()?.previous_owner(key)?;
+        if self.store.written_recently(key) {
+            return None;
+        }
         bump(&self.counters.peeks);
         let given = deadline.min(later(now(), PEEK_TIMEOUT));
         let peeked = peer.peek(&self.name, key, given);

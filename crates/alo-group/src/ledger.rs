@@ -175,6 +175,12 @@ impl Ledger {
         !state.recent.bars(key) && fill()
     }
 
+    /// Whether `key` was written here within the last [`FILL_GUARD`], or a purge came in that
+    /// time.
+    pub(crate) fn written_recently(&self, key: &[u8]) -> bool {
+        self.lock().recent.bars(key)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

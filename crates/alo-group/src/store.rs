@@ -220,6 +220,12 @@ impl Store {
         })
     }
 
+    /// Whether `key` was written here in the last [`FILL_GUARD`](crate::ledger::FILL_GUARD),
+    /// or a purge came in that time: a value read elsewhere may be older than the write.
+    pub(crate) fn written_recently(&self, key: &[u8]) -> bool {
+        self.ledger.written_recently(key)
+    }
+
     /// Every value of the main cache that is fresh now, most recently used first (nearly: see
     /// `ShardedLru::snapshot`), with the time it has left: what a leaving node hands over.
     pub(crate) fn fresh_values(&self) -> Vec<(Bytes, Found)> {

@@ -199,3 +199,40 @@ async fn a_handover_skips_a_member_that_is_down_for_the_next_one_up() {
     }
     assert_eq!(origin.total(), loaded, "no key loaded again");
 }
+
+#[tokio::test]
+async fn a_new_owner_does_not_peek_for_a_key_written_to_it_before_the_previous_owner() {
+    let (cluster, origin) = ring(3);
+    let mine: Vec<Bytes> = (0..)
+        .map(key)
+        .filter(|k| cluster.owner(k) == Some(0))
+        .take(2)
+        .collect();
+    let (written, untouched) = (&mine[0], &mine[1]);
+    // While node 0 is away its keys are loaded by their successors; then it comes back.
+    cluster.leave(0);
+    for k in &mine {
+        cluster.group(1).get(k).await.expect("loaded");
+    }
+    cluster.join(0);
+    // A remove reaches the key's owner first, and the others after: here node 0 took it and
+    // the previous owner not yet, so the value it holds is older than the write.
+    cluster
+        .group(0)
+        .local()
+        .remove(std::slice::from_ref(written));
+    cluster.group(0).get(written).await.expect("loaded");
+    cluster.group(0).get(untouched).await.expect("peeked");
+    let stats = cluster.group(0).stats();
+    assert_eq!(
+        (stats.peeks, stats.peek_hits),
+        (1, 1),
+        "only the key not written was peeked"
+    );
+    assert_eq!(
+        origin.total(),
+        3,
+        "the written key loaded again, after the write"
+    );
+    assert_eq!(origin.most(), 2);
+}
