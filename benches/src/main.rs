@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 
 use crate::load::{Keys, Report, Target};
@@ -78,7 +79,7 @@ enum Command {
     Hostile {
         /// Run only these groups of scenarios (comma-separated): idle, heads, shutdown,
         /// descriptors (the client API); bodies, origin, writes, members, log (the peer port).
-        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        #[arg(long, value_delimiter = ',', value_name = "NAMES", value_parser = PossibleValuesParser::new(hostile::GROUPS))]
         only: Vec<String>,
     },
     /// The resident memory a node grows by while it caches values of 100 bytes from an
@@ -93,7 +94,7 @@ enum Command {
     /// scenario three times; prints a table per group, and fails if a target is missed.
     Membership {
         /// Run only these groups (comma-separated): steps, load, stop.
-        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        #[arg(long, value_delimiter = ',', value_name = "NAMES", value_parser = PossibleValuesParser::new(membership::GROUPS))]
         only: Vec<String>,
     },
     /// Run the floor server (used by the benchmark itself).

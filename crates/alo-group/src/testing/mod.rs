@@ -38,6 +38,7 @@
 //! # }
 //! ```
 
+mod direct;
 mod ring;
 
 pub use ring::RingCluster;
@@ -45,11 +46,10 @@ pub use ring::RingCluster;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use self::direct::{Direct, Reach};
 
-use crate::{BoxFuture, Error, Found, Group, GroupBuilder, Groups, LoadError, Peer, PeerPicker};
+use crate::{Error, Group, GroupBuilder, Groups, LoadError, Peer, PeerPicker};
 
 /// Gets [`get_until_hot`] makes before it gives up: a peer's value is kept one time in ten, so
 /// 500 misses in a row happen about once in 10^23.
@@ -237,7 +237,7 @@ impl PeerPicker for Picker {
 
 /// Node `i` of `nodes` as a peer.
 fn peer(nodes: Arc<Vec<Node>>, i: usize) -> Arc<dyn Peer> {
-    Arc::new(InProcess { nodes, i })
+    Arc::new(Direct(InProcess { nodes, i }))
 }
 
 /// A node, as a peer: calls its groups directly.
@@ -246,7 +246,11 @@ struct InProcess {
     i: usize,
 }
 
-impl InProcess {
+impl Reach for InProcess {
+    fn name(&self) -> &str {
+        &self.nodes[self.i].name
+    }
+
     /// The node's group `name`, as long as the node is up.
     fn group(&self, name: &str) -> Result<Group, LoadError> {
         let node = &self.nodes[self.i];
@@ -259,78 +263,5 @@ impl InProcess {
         node.groups
             .get(name)
             .ok_or_else(|| LoadError::failed(format_args!("{} has no group {name:?}", node.name)))
-    }
-}
-
-impl Peer for InProcess {
-    fn name(&self) -> &str {
-        &self.nodes[self.i].name
-    }
-
-    fn get<'a>(
-        &'a self,
-        group: &'a str,
-        key: &'a [u8],
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<Found, LoadError>> {
-        Box::pin(async move { Ok(self.group(group)?.local().lookup(key).await?) })
-    }
-
-    fn set<'a>(
-        &'a self,
-        group: &'a str,
-        key: &'a [u8],
-        value: Bytes,
-        ttl: Option<Duration>,
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<(), LoadError>> {
-        Box::pin(async move { Ok(self.group(group)?.local().set(key, value, ttl)?) })
-    }
-
-    fn remove<'a>(
-        &'a self,
-        group: &'a str,
-        keys: &'a [Bytes],
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<(), LoadError>> {
-        Box::pin(async move {
-            self.group(group)?.local().remove(keys);
-            Ok(())
-        })
-    }
-
-    fn peek<'a>(
-        &'a self,
-        group: &'a str,
-        key: &'a [u8],
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<Option<Found>, LoadError>> {
-        Box::pin(async move { Ok(self.group(group)?.local().peek(key)) })
-    }
-
-    fn fill<'a>(
-        &'a self,
-        group: &'a str,
-        values: &'a [(Bytes, Found)],
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<(), LoadError>> {
-        Box::pin(async move {
-            let group = self.group(group)?;
-            for (key, found) in values {
-                group.local().fill(key, found);
-            }
-            Ok(())
-        })
-    }
-
-    fn purge<'a>(
-        &'a self,
-        group: &'a str,
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<(), LoadError>> {
-        Box::pin(async move {
-            self.group(group)?.local().purge();
-            Ok(())
-        })
     }
 }

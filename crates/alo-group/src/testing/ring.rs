@@ -12,10 +12,10 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use alo_hashring::HashRing;
-use bytes::Bytes;
 
+use super::direct::{Direct, Reach};
 use crate::freshness::now;
-use crate::{BoxFuture, Error, Found, Group, GroupBuilder, LoadError, Peer, PeerPicker};
+use crate::{Error, Group, GroupBuilder, LoadError, Peer, PeerPicker};
 
 /// How a node's group is built, again at each restart.
 type Build = dyn Fn(usize) -> GroupBuilder + Send + Sync;
@@ -239,10 +239,10 @@ struct RingPicker {
 
 impl RingPicker {
     fn peer(shared: &Arc<Shared>, i: usize) -> Arc<dyn Peer> {
-        Arc::new(RingPeer {
+        Arc::new(Direct(RingPeer {
             shared: Arc::clone(shared),
             i,
-        })
+        }))
     }
 }
 
@@ -312,8 +312,13 @@ struct RingPeer {
     i: usize,
 }
 
-impl RingPeer {
-    fn group(&self) -> Result<Group, LoadError> {
+impl Reach for RingPeer {
+    fn name(&self) -> &str {
+        &self.shared.nodes[self.i].name
+    }
+
+    /// The node's group (a ring cluster's nodes have one), as long as the node is up.
+    fn group(&self, _group: &str) -> Result<Group, LoadError> {
         let node = &self.shared.nodes[self.i];
         if node.down.load(Ordering::SeqCst) {
             return Err(LoadError::unreachable(format_args!(
@@ -325,78 +330,5 @@ impl RingPeer {
         group
             .clone()
             .ok_or_else(|| LoadError::unreachable(format_args!("{} has no group", node.name)))
-    }
-}
-
-impl Peer for RingPeer {
-    fn name(&self) -> &str {
-        &self.shared.nodes[self.i].name
-    }
-
-    fn get<'a>(
-        &'a self,
-        _group: &'a str,
-        key: &'a [u8],
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<Found, LoadError>> {
-        Box::pin(async move { Ok(self.group()?.local().lookup(key).await?) })
-    }
-
-    fn set<'a>(
-        &'a self,
-        _group: &'a str,
-        key: &'a [u8],
-        value: Bytes,
-        ttl: Option<Duration>,
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<(), LoadError>> {
-        Box::pin(async move { Ok(self.group()?.local().set(key, value, ttl)?) })
-    }
-
-    fn remove<'a>(
-        &'a self,
-        _group: &'a str,
-        keys: &'a [Bytes],
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<(), LoadError>> {
-        Box::pin(async move {
-            self.group()?.local().remove(keys);
-            Ok(())
-        })
-    }
-
-    fn peek<'a>(
-        &'a self,
-        _group: &'a str,
-        key: &'a [u8],
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<Option<Found>, LoadError>> {
-        Box::pin(async move { Ok(self.group()?.local().peek(key)) })
-    }
-
-    fn fill<'a>(
-        &'a self,
-        _group: &'a str,
-        values: &'a [(Bytes, Found)],
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<(), LoadError>> {
-        Box::pin(async move {
-            let group = self.group()?;
-            for (key, found) in values {
-                group.local().fill(key, found);
-            }
-            Ok(())
-        })
-    }
-
-    fn purge<'a>(
-        &'a self,
-        _group: &'a str,
-        _deadline: Instant,
-    ) -> BoxFuture<'a, Result<(), LoadError>> {
-        Box::pin(async move {
-            self.group()?.local().purge();
-            Ok(())
-        })
     }
 }
