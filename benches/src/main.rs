@@ -23,6 +23,7 @@ mod membership;
 mod procs;
 mod rss;
 mod servers;
+mod wrk;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -69,6 +70,20 @@ struct Args {
     /// Where to write the results (a section between markers, replaced on each run).
     #[arg(long, default_value = "BENCHMARKS.md")]
     write: PathBuf,
+    /// The load generator: alo-bench's own (checks every body), or `wrk -t1` (the issues'
+    /// targets; `apt-get install wrk`), with which the table is printed, no failure scenario
+    /// runs and nothing is written.
+    #[arg(long, value_enum, default_value_t = Generator::Alo)]
+    generator: Generator,
+}
+
+/// Who sends the load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Generator {
+    /// alo-bench's own closed loop: one thread, an HDR histogram, every body checked.
+    Alo,
+    /// `wrk -t1 -cN --latency`, keys drawn by a Lua script.
+    Wrk,
 }
 
 #[derive(Subcommand, Debug)]
@@ -135,7 +150,7 @@ enum System {
     },
 }
 
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario {
         name: "floor: bare hyper, fixed 100-byte body",
         system: System::Floor,
@@ -157,6 +172,13 @@ const SCENARIOS: [Scenario; 5] = [
             node1_budget: "64MiB",
         },
         keys: Keys::Uniform,
+    },
+    Scenario {
+        name: "three nodes, 64 MiB each, all traffic to node 1, Zipf s=1",
+        system: System::ThreeNodes {
+            node1_budget: "64MiB",
+        },
+        keys: Keys::Zipf(1.0),
     },
     Scenario {
         name: "three nodes, node 1 at 1.5 MiB (hop-bound)",
@@ -275,10 +297,15 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
     let origin = Proc::start(&me, &serve_args("origin"), "listening on ").await?;
     let duration = Duration::from_secs(args.seconds);
     let mut samples: Vec<Vec<Sample>> = runs.iter().map(|_| Vec::new()).collect();
+    let dir = procs::TempDir::new("bench")?;
     for rep in 0..args.reps {
-        for (i, run) in runs.iter().enumerate() {
+        // The order rotates from one repetition to the next, so that no system always runs
+        // right after the same other one (the floor stays first: it is each row's anchor).
+        let order = (1..runs.len()).map(|j| 1 + (j - 1 + rep) % (runs.len() - 1).max(1));
+        for i in std::iter::once(0).chain(order) {
+            let run = &runs[i];
             let seed = (rep * runs.len() + i) as u64;
-            let sample = measure(run, &args, &me, origin.addr, duration, seed)
+            let sample = measure(run, &args, &me, origin.addr, duration, seed, dir.path())
                 .await
                 .with_context(|| format!("scenario {:?}", run.name()))?;
             eprintln!(
@@ -291,10 +318,6 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
             );
             samples[i].push(sample);
         }
-    }
-    if args.only.is_some() {
-        println!("{}", markdown::table(&runs, &samples, &args));
-        return Ok(());
     }
     let failures: Vec<String> = runs
         .iter()
@@ -309,8 +332,14 @@ async fn bench(mut args: Args) -> anyhow::Result<()> {
             )
         })
         .collect();
+    if args.only.is_some() || args.generator == Generator::Wrk {
+        println!("{}", markdown::table(&runs, &samples, &args));
+    }
     if !failures.is_empty() {
         anyhow::bail!("the benchmark saw failures:\n{}", failures.join("\n"));
+    }
+    if args.only.is_some() || args.generator == Generator::Wrk {
+        return Ok(());
     }
     let mut table = markdown::table(&runs, &samples, &args);
     let fault_time = Duration::from_secs(if args.quick { 3 } else { 10 });
@@ -377,6 +406,7 @@ async fn measure(
     origin: SocketAddr,
     duration: Duration,
     seed: u64,
+    dir: &Path,
 ) -> anyhow::Result<Sample> {
     let (scenario, node) = (&run.scenario, run.node.as_path());
     let procs = match scenario.system {
@@ -420,15 +450,13 @@ async fn measure(
     };
     let all: Vec<&Proc> = procs.iter().collect();
     let cpu_before = procs::cpu(&all)?;
-    let report = load::run(
-        &target,
-        args.keys,
-        scenario.keys,
-        args.connections,
-        duration,
-        seed,
-    )
-    .await?;
+    let (space, keys, connections) = (args.keys, scenario.keys, args.connections);
+    let report = match args.generator {
+        Generator::Alo => load::run(&target, space, keys, connections, duration, seed).await?,
+        Generator::Wrk => {
+            wrk::run(dir, &target, space, keys, connections, duration, seed).await?
+        }
+    };
     let cpu = procs::cpu(&all)? - cpu_before;
     let hops = match before {
         Some((gets, peer_loads)) => {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::{Args, Run, Sample};
+use crate::{Args, Generator, Run, Sample};
 
 /// The median of `values`.
 fn median(mut values: Vec<f64>) -> f64 {
@@ -51,11 +51,19 @@ pub(crate) fn table(runs: &[Run], samples: &[Vec<Sample>], args: &Args) -> Strin
     }
     let _ = writeln!(
         out,
-        "\n{} connections, closed loop, {} s per measurement, {} keys of 100 bytes, medians of {} \
-         repetitions with the systems interleaved; ratios are taken per repetition against the \
+        "\n{} connections, closed loop ({}), {} s per measurement, {} keys of 100 bytes, medians of {} \
+         repetitions with the systems interleaved, the floor first and the others in an order \
+         rotated from one repetition to the next; ratios are taken per repetition against the \
          floor of that repetition. CPU is user + system time of the system's processes (three for \
          three nodes), not of the load generator or the origin.",
-        args.connections, args.seconds, args.keys, args.reps
+        args.connections,
+        match args.generator {
+            Generator::Alo => "alo-bench's generator, one thread, every body checked",
+            Generator::Wrk => "`wrk -t1 --latency`, keys drawn by a Lua script, statuses checked",
+        },
+        args.seconds,
+        args.keys,
+        args.reps
     );
     out
 }
