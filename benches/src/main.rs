@@ -453,9 +453,7 @@ async fn measure(
     let (space, keys, connections) = (args.keys, scenario.keys, args.connections);
     let report = match args.generator {
         Generator::Alo => load::run(&target, space, keys, connections, duration, seed).await?,
-        Generator::Wrk => {
-            wrk::run(dir, &target, space, keys, connections, duration, seed).await?
-        }
+        Generator::Wrk => wrk::run(dir, &target, space, keys, connections, duration, seed).await?,
     };
     let cpu = procs::cpu(&all)? - cpu_before;
     let hops = match before {
