@@ -12,7 +12,6 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -59,9 +58,10 @@ where
     let mut connections = JoinSet::new();
     let mut accept_errors = AcceptErrors::default();
     let mut shutdown = pin!(shutdown);
+    // The header timeout is the connection's watchdog's: hyper's would arm a timer for every
+    // request.
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+    http.header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes);
     loop {
         // Finished connections are reaped as we go, so the set holds only live ones.

@@ -1,14 +1,20 @@
 //! Each connection's watchdog: closes a connection idle for the idle timeout (no traffic, no
-//! request in flight), or one whose client has not read a response for the write timeout, and
-//! finishes the request in flight when the server drains. On tokio's clock, so tests of the
-//! limits run on paused time.
+//! request in flight), one that waits for a request head (from its start, or from the end of
+//! its last response) longer than the header timeout, or one
+//! whose client has not read a response for the write timeout, and finishes the request in
+//! flight when the server drains. On tokio's clock, so tests of the limits run on paused time.
+//!
+//! The I/O path reads no clock and arms no timer: the socket's wrapper and the service only
+//! count (bytes moved, requests begun and answered, a write that found the socket full), and
+//! the watchdog looks at the counts every quarter of the shortest limit. So a limit is enforced
+//! between itself and itself plus two ticks (at most 1.5 times it), never before.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -21,7 +27,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::options::Limits;
@@ -56,7 +62,7 @@ impl Connection {
         H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
     {
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::default());
         let io = Watched {
             inner: self.stream,
             activity: Arc::clone(&activity),
@@ -74,9 +80,11 @@ impl Connection {
         let conn = self.http.serve_connection(TokioIo::new(io), service);
         let mut conn = pin!(conn);
         let mut closing = false;
+        let tick = tick(&self.limits);
+        let mut watch = Watch::new(Instant::now());
         loop {
-            let check = activity.next_check(&self.limits);
             tokio::select! {
+                biased;
                 // A connection's own I/O errors end that connection only.
                 _ = conn.as_mut() => return,
                 changed = self.drain.changed(), if !closing => {
@@ -85,16 +93,18 @@ impl Connection {
                         closing = true;
                     }
                 }
-                // A write started waiting: the next check may be sooner.
-                () = activity.write_blocked.notified() => {}
-                () = tokio::time::sleep_until(check) => {
-                    match activity.verdict(&self.limits) {
+                () = tokio::time::sleep_until(watch.seen + tick) => {
+                    match watch.check(&activity, &self.limits, Instant::now()) {
                         Verdict::Fine => {}
                         Verdict::Idle if !closing => {
                             conn.as_mut().graceful_shutdown();
                             closing = true;
                         }
                         Verdict::Idle => {}
+                        Verdict::SlowHead => {
+                            tracing::debug!("closing a connection whose request head is late");
+                            return;
+                        }
                         Verdict::WriteStalled => {
                             tracing::debug!("closing a connection whose client does not read");
                             return;
@@ -106,66 +116,112 @@ impl Connection {
     }
 }
 
+/// How often a connection's watchdog looks at its traffic: a quarter of the shortest limit, so
+/// that a limit is enforced between itself and a little more than its 1.5 times.
+fn tick(limits: &Limits) -> Duration {
+    let shortest = limits
+        .idle_timeout
+        .min(limits.write_timeout)
+        .min(limits.header_read_timeout);
+    (shortest / 4).max(Duration::from_millis(1))
+}
+
 /// What a connection's traffic says at a check.
+#[derive(Debug, PartialEq, Eq)]
 enum Verdict {
     Fine,
     /// No traffic and no request in flight for the idle timeout.
     Idle,
+    /// No complete request head for the header timeout since the connection began waiting for
+    /// one.
+    SlowHead,
     /// A write has made no progress for the write timeout.
     WriteStalled,
 }
 
-/// A connection's traffic, as its I/O wrapper sees it. Times are nanoseconds since `start`.
+/// A connection's traffic, as its I/O wrapper and its service count it. No clock is read on
+/// the I/O path: the watchdog reads these at its ticks, and a change it sees dates from its
+/// previous tick at the earliest.
+#[derive(Default)]
 struct Activity {
-    start: Instant,
-    last_progress: AtomicU64,
-    /// When a write first found the socket full, plus one; 0 when no write waits.
-    write_blocked_since: AtomicU64,
+    /// Reads and writes that moved bytes, and requests answered: any change is progress.
+    progress: AtomicU64,
+    /// Writes that moved bytes.
+    writes: AtomicU64,
+    /// Whether the last write found the socket full.
+    write_blocked: AtomicBool,
+    /// Requests whose head was complete.
+    requests: AtomicU64,
     in_flight: AtomicUsize,
-    /// Woken when a write starts waiting, so the watchdog sets its deadline by it.
-    write_blocked: Notify,
 }
 
 impl Activity {
-    fn new() -> Self {
-        Activity {
-            start: Instant::now(),
-            last_progress: AtomicU64::new(0),
-            write_blocked_since: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            write_blocked: Notify::new(),
-        }
-    }
-
-    fn now(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    fn at(&self, nanos: u64) -> Instant {
-        self.start + Duration::from_nanos(nanos)
-    }
-
     fn progressed(&self) {
-        self.last_progress.store(self.now(), Ordering::Relaxed);
+        self.progress.fetch_add(1, Ordering::Relaxed);
     }
+}
 
-    /// When the next limit could be reached, if nothing happens until then.
-    fn next_check(&self, limits: &Limits) -> Instant {
-        let idle = self.at(self.last_progress.load(Ordering::Relaxed)) + limits.idle_timeout;
-        match self.write_blocked_since.load(Ordering::Relaxed) {
-            0 => idle,
-            since => idle.min(self.at(since - 1) + limits.write_timeout),
+/// What the watchdog saw at its ticks: each counter with the tick at which it last changed.
+struct Watch {
+    /// The last tick.
+    seen: Instant,
+    progress: (u64, Instant),
+    /// While a write is blocked: the writes done when it was first seen blocked, and when.
+    blocked: Option<(u64, Instant)>,
+    /// While the connection waits for a request head: the requests begun and the writes done
+    /// when it was first seen waiting, and when.
+    head: Option<((u64, u64), Instant)>,
+}
+
+impl Watch {
+    fn new(now: Instant) -> Self {
+        Watch {
+            seen: now,
+            progress: (0, now),
+            blocked: None,
+            head: None,
         }
     }
 
-    fn verdict(&self, limits: &Limits) -> Verdict {
-        let now = Instant::now();
-        let blocked = self.write_blocked_since.load(Ordering::Relaxed);
-        if blocked != 0 && now >= self.at(blocked - 1) + limits.write_timeout {
-            return Verdict::WriteStalled;
+    fn check(&mut self, activity: &Activity, limits: &Limits, now: Instant) -> Verdict {
+        self.seen = now;
+        let progress = activity.progress.load(Ordering::Relaxed);
+        if progress != self.progress.0 {
+            self.progress = (progress, now);
         }
-        let last = self.at(self.last_progress.load(Ordering::Relaxed));
-        if self.in_flight.load(Ordering::Relaxed) == 0 && now >= last + limits.idle_timeout {
+        if activity.write_blocked.load(Ordering::Relaxed) {
+            let writes = activity.writes.load(Ordering::Relaxed);
+            match self.blocked {
+                Some((w, since)) if w == writes => {
+                    if now - since >= limits.write_timeout {
+                        return Verdict::WriteStalled;
+                    }
+                }
+                _ => self.blocked = Some((writes, now)),
+            }
+        } else {
+            self.blocked = None;
+        }
+        let idle = activity.in_flight.load(Ordering::Relaxed) == 0;
+        // Waiting for a head: no request in flight and the last response written (a response
+        // still going out moves the writes, and restarts the wait).
+        if idle && self.blocked.is_none() {
+            let seen = (
+                activity.requests.load(Ordering::Relaxed),
+                activity.writes.load(Ordering::Relaxed),
+            );
+            match self.head {
+                Some((r, since)) if r == seen => {
+                    if now - since >= limits.header_read_timeout {
+                        return Verdict::SlowHead;
+                    }
+                }
+                _ => self.head = Some((seen, now)),
+            }
+        } else {
+            self.head = None;
+        }
+        if idle && now - self.progress.1 >= limits.idle_timeout {
             return Verdict::Idle;
         }
         Verdict::Fine
@@ -178,6 +234,7 @@ struct InFlight(Arc<Activity>);
 impl InFlight {
     fn new(activity: &Arc<Activity>) -> Self {
         activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.requests.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(activity))
     }
 }
@@ -189,32 +246,24 @@ impl Drop for InFlight {
     }
 }
 
-/// The connection's socket, noting every read and write that moves bytes, and when a write
-/// starts waiting for a client that does not read.
+/// The connection's socket, counting every read and write that moves bytes, and whether a
+/// write waits for a client that does not read.
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
 }
 
 impl Watched {
-    fn wrote<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn wrote(&self, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
         let activity = &self.activity;
         match &poll {
-            Poll::Pending => {
-                let since = activity.now() + 1;
-                let started = activity.write_blocked_since.compare_exchange(
-                    0,
-                    since,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-                if started.is_ok() {
-                    activity.write_blocked.notify_one();
+            Poll::Pending => activity.write_blocked.store(true, Ordering::Relaxed),
+            Poll::Ready(written) => {
+                activity.write_blocked.store(false, Ordering::Relaxed);
+                if matches!(written, Ok(n) if *n > 0) {
+                    activity.writes.fetch_add(1, Ordering::Relaxed);
+                    activity.progressed();
                 }
-            }
-            Poll::Ready(_) => {
-                activity.write_blocked_since.store(0, Ordering::Relaxed);
-                activity.progressed();
             }
         }
         poll
@@ -262,13 +311,146 @@ impl AsyncWrite for Watched {
         self.inner.is_write_vectored()
     }
 
+    /// A socket's flush moves nothing: it is no progress.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.inner).poll_flush(cx);
-        this.wrote(poll)
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            ..Limits::default()
+        }
+    }
+
+    /// Checks at every tick of `limits` from `start` for `ticks` ticks, `between(tick)` before
+    /// each; the verdicts other than fine.
+    fn run_with(
+        limits: &Limits,
+        watch: &mut Watch,
+        activity: &Activity,
+        start: Instant,
+        ticks: u32,
+        mut between: impl FnMut(u32),
+    ) -> Vec<(Duration, Verdict)> {
+        let tick = tick(limits);
+        let mut out = Vec::new();
+        for i in 1..=ticks {
+            between(i);
+            let now = start + tick * i;
+            let verdict = watch.check(activity, limits, now);
+            if verdict != Verdict::Fine {
+                out.push((now - start, verdict));
+            }
+        }
+        out
+    }
+
+    fn run(
+        watch: &mut Watch,
+        activity: &Activity,
+        start: Instant,
+        ticks: u32,
+        between: impl FnMut(u32),
+    ) -> Vec<(Duration, Verdict)> {
+        run_with(&limits(), watch, activity, start, ticks, between)
+    }
+
+    #[test]
+    fn the_tick_is_a_quarter_of_the_shortest_limit() {
+        assert_eq!(tick(&limits()), Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn a_connection_with_requests_is_never_idle_and_one_without_is_after_the_timeout() {
+        let limits = Limits {
+            idle_timeout: Duration::from_secs(8),
+            header_read_timeout: Duration::from_secs(60),
+            ..limits()
+        };
+        let start = Instant::now();
+        let (mut watch, activity) = (Watch::new(start), Arc::new(Activity::default()));
+        let busy = run_with(&limits, &mut watch, &activity, start, 100, |_| {
+            drop(InFlight::new(&activity));
+        });
+        assert!(busy.is_empty(), "{busy:?}");
+        // Quiet from tick 100 on (a tick is 2 s): idle once 8 s have passed since the tick that
+        // saw the last progress, and not before.
+        let quiet = run_with(
+            &limits,
+            &mut watch,
+            &activity,
+            start + tick(&limits) * 100,
+            10,
+            |_| {},
+        );
+        assert_eq!(
+            quiet.first(),
+            Some(&(Duration::from_secs(8), Verdict::Idle))
+        );
+    }
+
+    #[test]
+    fn a_connection_waiting_for_a_head_is_late_after_the_header_timeout() {
+        let start = Instant::now();
+        let (mut watch, activity) = (Watch::new(start), Activity::default());
+        // Bytes trickle in, without a complete head: progress, but no request. First seen
+        // waiting at the first tick (2.5 s), late 10 s after that.
+        let verdicts = run(&mut watch, &activity, start, 8, |_| activity.progressed());
+        assert_eq!(
+            verdicts.first(),
+            Some(&(Duration::from_millis(12_500), Verdict::SlowHead))
+        );
+        // Heads that complete in time are no verdict, each wait with its own clock; so is a
+        // long response still being written.
+        let activity = Arc::new(Activity::default());
+        let mut watch = Watch::new(start);
+        let verdicts = run(&mut watch, &activity, start, 24, |i| {
+            if i % 3 == 0 {
+                drop(InFlight::new(&activity));
+            }
+            if i > 12 {
+                activity.writes.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        assert!(verdicts.is_empty(), "{verdicts:?}");
+    }
+
+    #[test]
+    fn a_write_blocked_without_progress_stalls_after_the_write_timeout() {
+        let start = Instant::now();
+        let (mut watch, activity) = (Watch::new(start), Activity::default());
+        activity.in_flight.store(1, Ordering::Relaxed);
+        activity.write_blocked.store(true, Ordering::Relaxed);
+        // Blocked, but moving now and then: never stalled.
+        let moving = run(&mut watch, &activity, start, 20, |i| {
+            if i % 3 == 0 {
+                activity.writes.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        assert!(moving.is_empty(), "{moving:?}");
+        // The last write moved just before tick 18: stalled 10 s (4 ticks) after that tick.
+        let stuck = run(
+            &mut watch,
+            &activity,
+            start + tick(&limits()) * 20,
+            8,
+            |_| {},
+        );
+        assert_eq!(
+            stuck.first(),
+            Some(&(Duration::from_millis(5_000), Verdict::WriteStalled))
+        );
     }
 }
