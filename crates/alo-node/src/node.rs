@@ -151,7 +151,7 @@ pub async fn run(
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let api = Api {
+    let api = Arc::new(Api {
         groups: groups.clone(),
         pool: Arc::clone(&pool),
         membership,
@@ -159,7 +159,7 @@ pub async fn run(
         max_body_bytes: config.max_value_bytes,
         body_timeout: Duration::from_millis(config.header_read_timeout_ms),
         allow_writes: config.allow_writes,
-    };
+    });
     let api_options = server_options(&config).build()?;
     let mut peer_options = server_options(&config).max_batch_keys(max_batch_keys);
     if let Some(secrets) = secrets {
@@ -176,7 +176,7 @@ pub async fn run(
     let clients = serve_with(
         api_listener,
         api_options,
-        move |req| api.clone().handle(req),
+        move |req| Arc::clone(&api).handle(req),
         until_stopped(stopped),
     );
     let (mut peers, mut clients) = (std::pin::pin!(peers), std::pin::pin!(clients));

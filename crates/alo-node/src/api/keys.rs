@@ -31,7 +31,9 @@ impl Api {
             Ok(found) => {
                 let mut resp = Response::new(Full::new(found.value.clone()));
                 put_found(&found, resp.headers_mut());
-                if let Some(mime) = mime_guess::from_path(req.uri().path()).first_raw() {
+                if let Some(mime) = extension(req.uri().path())
+                    .and_then(|ext| mime_guess::from_ext(ext).first_raw())
+                {
                     resp.headers_mut()
                         .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
                 }
@@ -119,4 +121,26 @@ fn report(written: &Written) -> Response<Full<Bytes>> {
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// The extension of the last segment of `path`, if it has one: what names a content type.
+fn extension(path: &str) -> Option<&str> {
+    let name = path.rsplit('/').next()?;
+    let (stem, ext) = name.rsplit_once('.')?;
+    (!stem.is_empty() && !ext.is_empty()).then_some(ext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::extension;
+
+    #[test]
+    fn the_extension_is_that_of_the_last_segment() {
+        assert_eq!(extension("/api/files/a/report.pdf"), Some("pdf"));
+        assert_eq!(extension("/api/files/a.b/report"), None);
+        assert_eq!(extension("/api/files/.hidden"), None);
+        assert_eq!(extension("/api/files/trailing."), None);
+        assert_eq!(extension("/api/web/k00001"), None);
+        assert_eq!(extension("/api/web/archive.tar.gz"), Some("gz"));
+    }
 }

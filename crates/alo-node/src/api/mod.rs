@@ -34,7 +34,7 @@ pub struct Api {
 
 impl Api {
     /// Answers one client request.
-    pub async fn handle(self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path();
         let is_read = req.method() == Method::GET || req.method() == Method::HEAD;
         match path {
