@@ -31,6 +31,10 @@ pub const DEFAULT_MAX_CONCURRENT_LOADS: usize = 64;
 /// The hot cache's share of the budget: at most 1/8, as groupcache keeps it.
 const HOT_SHARE: usize = 8;
 
+/// The rate of asks, per minute and per member that may ask, that an owner must report for a
+/// key before an asker keeps a copy, unless told otherwise (see [`GroupBuilder::hot_rate`]).
+pub const DEFAULT_HOT_RATE: u32 = 8;
+
 /// Builds a [`Group`]; start with [`Group::builder`].
 pub struct GroupBuilder {
     name: String,
@@ -40,6 +44,7 @@ pub struct GroupBuilder {
     deadlines: Deadlines,
     max_concurrent_loads: usize,
     picker: Option<Arc<dyn PeerPicker>>,
+    hot_rate: u32,
     seed: u64,
     expiry: Expiry,
 }
@@ -59,6 +64,7 @@ impl Group {
             },
             max_concurrent_loads: DEFAULT_MAX_CONCURRENT_LOADS,
             picker: None,
+            hot_rate: DEFAULT_HOT_RATE,
             seed: 0x616c6f,
             expiry: Expiry::default(),
         }
@@ -112,6 +118,17 @@ impl GroupBuilder {
     /// Where to find the owner of a key. Without a picker the group loads every key itself.
     pub fn picker(mut self, picker: Arc<dyn PeerPicker>) -> Self {
         self.picker = Some(picker);
+        self
+    }
+
+    /// When a value fetched from its owner is worth a copy in the hot cache: when the owner
+    /// reports the key asked at least `per_member` times a minute for each other member (each
+    /// may be asking it), so the bar rises with the cluster (default [`DEFAULT_HOT_RATE`]).
+    /// The owner counts every peer's asks for each key in a small fading sketch, the one place
+    /// that sees a key's whole demand. A popular key is kept after a few fetches, a key asked
+    /// once takes no hot-cache room; a peer that reports no rate has one value in ten kept.
+    pub fn hot_rate(mut self, per_member: u32) -> Self {
+        self.hot_rate = per_member;
         self
     }
 
@@ -197,6 +214,7 @@ impl GroupBuilder {
             hot_bytes,
             max_value_bytes,
             self.expiry,
+            self.hot_rate,
             self.seed,
         );
         let inner = Arc::new(Inner {
@@ -225,6 +243,7 @@ impl fmt::Debug for GroupBuilder {
             .field("deadlines", &self.deadlines)
             .field("max_concurrent_loads", &self.max_concurrent_loads)
             .field("peers", &self.picker.is_some())
+            .field("hot_rate", &self.hot_rate)
             .field("expiry", &self.expiry)
             .finish_non_exhaustive()
     }

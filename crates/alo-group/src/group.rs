@@ -37,9 +37,10 @@ pub const PEEK_TIMEOUT: Duration = Duration::from_millis(200);
 ///    that peers own) has the key: return it.
 /// 2. Otherwise, one load per key runs however many callers wait (a singleflight). It looks in
 ///    both caches again (a load may just have finished), then asks the picker for the key's
-///    owner. A peer's value is returned, and one in ten also goes into the hot cache. A peer's
-///    "not found" is returned as it is. A peer's failure is counted and the load goes on to 3:
-///    a dead peer never fails the caller.
+///    owner. A peer's value is returned, and goes into the hot cache too when the owner reports
+///    the key popular enough (see [`GroupBuilder::hot_rate`](crate::GroupBuilder::hot_rate)).
+///    A peer's "not found" is returned as it is. A peer's failure is counted and the load goes
+///    on to 3: a dead peer never fails the caller.
 /// 3. The getter loads the key (one call per key, shared with concurrent gets from peers), the
 ///    value goes into the main cache and is returned. Errors are returned and never cached.
 ///
@@ -264,7 +265,8 @@ impl Group {
                 match self.ask(&*peer, &key, deadline).await {
                     Ok(found) => {
                         bump(&inner.counters.peer_loads);
-                        return Ok(inner.store.fill_copy(ticket, key, found));
+                        let members = picker.members();
+                        return Ok(inner.store.fill_copy(ticket, key, found, members));
                     }
                     // No answer: a dead owner never fails the caller while there is time left.
                     Err(LoadError::Unreachable(reason)) => {

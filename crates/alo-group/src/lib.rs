@@ -66,6 +66,7 @@ mod ledger;
 mod local;
 mod peer;
 mod picker;
+mod rate;
 mod stats;
 mod store;
 #[cfg(feature = "testing")]
@@ -74,8 +75,8 @@ mod value;
 mod write;
 
 pub use builder::{
-    DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_CONCURRENT_LOADS, DEFAULT_MAX_VALUE_BYTES,
-    DEFAULT_WRITE_TIMEOUT, GroupBuilder,
+    DEFAULT_HOT_RATE, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_CONCURRENT_LOADS,
+    DEFAULT_MAX_VALUE_BYTES, DEFAULT_WRITE_TIMEOUT, GroupBuilder,
 };
 pub use context::LoadContext;
 pub use error::{Error, LoadError};

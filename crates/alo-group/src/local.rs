@@ -34,8 +34,9 @@ impl Local<'_> {
         self.lookup(key).await.map(|f| f.value)
     }
 
-    /// [`get`](Local::get) with how long the value stays fresh and whether it was served
-    /// stale, for the answer to a peer.
+    /// [`get`](Local::get) with how long the value stays fresh, whether it was served stale,
+    /// and, in a group with peers, how often peers ask for the key (this ask counted): the
+    /// answer to a peer.
     ///
     /// # Errors
     /// As [`Group::get`].
@@ -43,14 +44,17 @@ impl Local<'_> {
         let group = self.group;
         let inner = &group.inner;
         bump(&inner.counters.server_requests);
-        match group.begin(key.as_ref(), Route::Local)? {
-            Lookup::Hit(found) => Ok(found),
+        let key = key.as_ref();
+        let mut found = match group.begin(key, Route::Local)? {
+            Lookup::Hit(found) => found,
             Lookup::Miss { key, stale } => {
                 let deadline = inner.deadlines.load();
                 let outcome = Box::pin(group.load_local(key, deadline)).await;
-                group.finish(outcome, stale)
+                group.finish(outcome, stale)?
             }
-        }
+        };
+        inner.store.rate(key, &mut found);
+        Ok(found)
     }
 
     /// `key`'s value if this node holds it fresh, from its caches only, never loading: what a

@@ -35,6 +35,14 @@ pub trait PeerPicker: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// How many members there are, this node included: the hot cache's bar for a peer's value
+    /// rises with it (see [`GroupBuilder::hot_rate`](crate::GroupBuilder::hot_rate)). The
+    /// default counts [`other_members`](PeerPicker::other_members); a picker that can say it
+    /// without making that list should.
+    fn members(&self) -> usize {
+        self.other_members().len() + 1
+    }
+
     /// The member that held `key` before this node owned it, when the members changed recently
     /// (the picker says how recently) and this node owns the key: a node that misses such a key
     /// asks that member with a [peek](Peer::peek) before its getter, so that a change of members

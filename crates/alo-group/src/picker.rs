@@ -79,6 +79,10 @@ impl PeerPicker for LatePicker {
             .map(|p| p.other_members())
             .unwrap_or_default()
     }
+
+    fn members(&self) -> usize {
+        self.read().as_ref().map_or(1, |p| p.members())
+    }
 }
 
 impl fmt::Debug for LatePicker {

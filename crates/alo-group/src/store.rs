@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 
 use crate::freshness::{Expiry, Judged, Now, later, now};
 use crate::ledger::{Ledger, Ticket};
+use crate::rate::Rates;
 use crate::stats::CacheStats;
 use crate::{Error, Found, Loaded};
 
@@ -28,7 +29,7 @@ const SHARD_SLACK: usize = 64 << 10;
 /// Most shards a cache is split into.
 const MAX_SHARDS: usize = 16;
 
-/// One value fetched from a peer in this many goes into the hot cache.
+/// One value fetched from a peer that reports no rate in this many goes into the hot cache.
 const HOT_CHANCE: u32 = 10;
 
 /// A cache of the group: each value (`None` for a remembered "not found") with its deadline,
@@ -52,7 +53,13 @@ pub(crate) struct Store {
     pub(crate) local: Flight<Bytes, Found, Error>,
     /// Keeps loads that began before a write from filling a cache after it.
     ledger: Ledger,
-    /// Decides which peer values go into the hot cache; seeded, so tests can be exact.
+    /// The peers' asks of each key this node answered, for the rate it reports with a value.
+    /// `None` without a hot cache (no peers).
+    rates: Option<Rates>,
+    /// The rate per asking member that a peer's value needs to be kept in the hot cache.
+    hot_rate: u32,
+    /// Decides which values of peers that report no rate go into the hot cache; seeded, so
+    /// tests can be exact.
     rng: Mutex<fastrand::Rng>,
     /// Values longer than this are served and not cached.
     pub(crate) max_value_bytes: usize,
@@ -69,6 +76,7 @@ impl Store {
         hot_bytes: Option<usize>,
         max_value_bytes: usize,
         expiry: Expiry,
+        hot_rate: u32,
         seed: u64,
     ) -> Self {
         Store {
@@ -77,6 +85,8 @@ impl Store {
             remote: Flight::detached(spawn),
             local: Flight::detached(spawn),
             ledger: Ledger::default(),
+            rates: hot_bytes.map(|_| Rates::new()),
+            hot_rate,
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             max_value_bytes,
             expiry,
@@ -147,13 +157,31 @@ impl Store {
         Err(Found::new(value, ttl))
     }
 
-    /// Keeps one peer value in ten in the hot cache, until the owner's deadline, unless a write
-    /// came first; returns the value to serve. A value of the key in the main cache (loaded
-    /// here while the owner was unreachable) gives way to the owner's answer.
-    pub(crate) fn fill_copy(&self, ticket: Ticket<'_>, key: Bytes, found: Found) -> Found {
-        let copy = self.hot_copy(&found);
+    /// Counts a peer's ask for `key` and marks `found`, the answer, with the key's rate.
+    pub(crate) fn rate(&self, key: &[u8], found: &mut Found) {
+        if let Some(rates) = &self.rates {
+            found.rate = Some(rates.ask(key));
+        }
+    }
+
+    /// Keeps a peer's value in the hot cache, until the owner's deadline, unless a write came
+    /// first, when the owner reports its key asked often enough by `members` (see
+    /// [`hot_copy`](Store::hot_copy)); returns the value to serve. A value of the key in the
+    /// main cache (loaded here while the owner was unreachable) gives way to the owner's
+    /// answer.
+    pub(crate) fn fill_copy(
+        &self,
+        ticket: Ticket<'_>,
+        key: Bytes,
+        found: Found,
+        members: usize,
+    ) -> Found {
+        let copy = self.hot_copy(&found, members);
         let served = match &copy {
-            Some((_, owned, _)) => Found::new(owned.clone(), found.ttl),
+            Some((_, owned, _)) => Found {
+                value: owned.clone(),
+                ..found
+            },
             None => found,
         };
         ticket.keep(|| {
@@ -166,15 +194,21 @@ impl Store {
         served
     }
 
-    /// For one peer value in ten that may be kept: the hot cache, a copy that owns exactly its
-    /// bytes, and the owner's deadline.
-    fn hot_copy(&self, found: &Found) -> Option<(&Cache, Bytes, Option<Instant>)> {
+    /// For a peer value that may be kept and is popular enough, the hot cache, a copy that owns
+    /// exactly its bytes, and the owner's deadline. Popular enough: the owner reports at least
+    /// the hot rate for each of the `members` but itself (the owner's count holds every
+    /// member's asks), or, from a peer that reports no rate, one value in ten.
+    fn hot_copy(&self, found: &Found, members: usize) -> Option<(&Cache, Bytes, Option<Instant>)> {
         let hot = self.hot.as_ref()?;
         let ttl = found.ttl.or(self.expiry.ttl);
         let keepable = ttl != Some(Duration::ZERO) && found.value.len() <= self.max_value_bytes;
-        let chosen = || {
-            let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
-            rng.u32(..HOT_CHANCE) == 0
+        let askers = u32::try_from(members.saturating_sub(1).max(1)).unwrap_or(u32::MAX);
+        let chosen = || match found.rate {
+            Some(rate) => rate >= self.hot_rate.saturating_mul(askers),
+            None => {
+                let mut rng = self.rng.lock().unwrap_or_else(PoisonError::into_inner);
+                rng.u32(..HOT_CHANCE) == 0
+            }
         };
         if !keepable || !chosen() {
             return None;

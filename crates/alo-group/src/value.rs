@@ -58,6 +58,11 @@ pub struct Found {
     pub ttl: Option<Duration>,
     /// `Some` when the value has expired and is served under one of the group's stale windows.
     pub stale: Option<Stale>,
+    /// How often peers ask the owner for the key, in asks per minute (an estimate that fades
+    /// with a ten-second half-life), as the owner reports it with its answer to a peer; `None`
+    /// elsewhere. An asker keeps a copy in its hot cache when the rate clears the group's
+    /// [`hot_rate`](crate::GroupBuilder::hot_rate) for each member that may ask.
+    pub rate: Option<u32>,
 }
 
 impl Found {
@@ -67,7 +72,15 @@ impl Found {
             value,
             ttl,
             stale: None,
+            rate: None,
         }
+    }
+
+    /// This value, with the owner's rate of asks for its key.
+    #[must_use]
+    pub fn with_rate(mut self, rate: u32) -> Self {
+        self.rate = Some(rate);
+        self
     }
 
     /// An expired value served for the reason `why`: it may not be kept.
@@ -76,6 +89,7 @@ impl Found {
             value,
             ttl: Some(Duration::ZERO),
             stale: Some(why),
+            rate: None,
         }
     }
 }

@@ -398,6 +398,10 @@ impl PeerPicker for HttpPool {
         clients.map(|c| Arc::clone(c) as Arc<dyn Peer>).collect()
     }
 
+    fn members(&self) -> usize {
+        self.current().ring.len().max(1)
+    }
+
     /// Within the peek window after the members changed (or this node started), for a key
     /// this node owns: the key's successor, the next member of its preference list, if it is up.
     /// It held the key before: when this node joined, the keys it took were its successor's;

@@ -71,6 +71,11 @@ pub struct Config {
     /// turn within their load deadline. It bounds the connections to an HTTP origin too.
     #[arg(long, env = "ALO_ORIGIN_MAX_CONCURRENCY", default_value_t = 64, value_parser = positive_usize)]
     pub origin_max_concurrency: usize,
+    /// How often, in asks a minute for each other member, a key's owner must report peers
+    /// asking for it before this node keeps a copy in its hot cache (0: keep every value it
+    /// fetches).
+    #[arg(long, env = "ALO_HOT_RATE", default_value_t = alo_group::DEFAULT_HOT_RATE)]
+    pub hot_rate: u32,
     /// The most one request to an HTTP origin may take, in milliseconds: a request has what is
     /// left of its load's deadline, and at most this.
     #[arg(long, env = "ALO_ORIGIN_TIMEOUT_MS", default_value_t = 10_000, value_parser = positive)]

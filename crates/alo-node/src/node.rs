@@ -105,6 +105,7 @@ pub async fn run(
             .load_timeout(load_timeout)
             .write_timeout(write_timeout)
             .max_concurrent_loads(config.origin_max_concurrency)
+            .hot_rate(config.hot_rate)
             .not_found_ttl(ms(config.not_found_ttl_ms))
             .stale_if_error(ms(config.stale_if_error_ms))
             .stale_while_revalidate(ms(config.stale_while_revalidate_ms))

@@ -173,8 +173,8 @@ impl fmt::Debug for Cluster {
     }
 }
 
-/// Gets `key` from `group` until its hot cache holds a copy (a peer's value is kept one time in
-/// ten): `Ok(true)` then, `Ok(false)` if 500 gets kept none. For a test of what happens to
+/// Gets `key` from `group` until its hot cache holds a copy (a peer's value is kept once its
+/// owner reports the key asked often enough): `Ok(true)` then, `Ok(false)` if 500 gets kept none. For a test of what happens to
 /// copies of a key on nodes that do not own it; give it a group whose hot cache is empty.
 ///
 /// # Errors

@@ -3,6 +3,7 @@
 mod context;
 mod expiry;
 mod fakes;
+mod hot;
 mod lifetime;
 mod limits;
 mod local;

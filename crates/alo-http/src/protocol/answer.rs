@@ -10,8 +10,8 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
 use super::{
-    ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, NOT_HELD, STALE_HEADER,
-    TOO_LARGE, TTL_HEADER, UNKNOWN_GROUP, parse_ttl,
+    ERROR_HEADER, INVALID_KEY, LOAD_FAILED, LOAD_TIMEOUT, NOT_FOUND, NOT_HELD, RATE_HEADER,
+    STALE_HEADER, TOO_LARGE, TTL_HEADER, UNKNOWN_GROUP, parse_ttl,
 };
 
 /// The status of a batch frame whose key the owner did not answer in the batch: it is loading
@@ -140,7 +140,8 @@ pub fn text(status: StatusCode, body: impl Into<Cow<'static, str>>) -> Response<
 }
 
 /// A `200`'s headers for `found`: `application/octet-stream`, and `x-alo-stale` when it was
-/// served stale, else `x-alo-ttl-ms` when it expires.
+/// served stale, else `x-alo-ttl-ms` when it expires; `x-alo-rate` when it carries the owner's
+/// rate of asks.
 pub fn put_found(found: &Found, headers: &mut HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
@@ -150,18 +151,26 @@ pub fn put_found(found: &Found, headers: &mut HeaderMap) {
         Fields::Stale(why) => {
             headers.insert(STALE_HEADER, HeaderValue::from_static(why.as_str()));
         }
-        Fields::Fresh(Some(ms)) => {
-            headers.insert(TTL_HEADER, HeaderValue::from(ms));
+        Fields::Fresh { ttl_ms, rate } => {
+            if let Some(ms) = ttl_ms {
+                headers.insert(TTL_HEADER, HeaderValue::from(ms));
+            }
+            if let Some(rate) = rate {
+                headers.insert(RATE_HEADER, HeaderValue::from(rate));
+            }
         }
-        Fields::Fresh(None) => {}
     }
 }
 
-/// What a value's answer says besides the value, in a header or a frame's token.
+/// What a value's answer says besides the value, in headers or a frame's token.
 enum Fields {
-    /// Fresh, with how many milliseconds it has left (`None`: it does not expire).
-    Fresh(Option<u64>),
-    /// Served stale: it may not be kept.
+    /// Fresh, with how many milliseconds it has left (`None`: it does not expire) and the
+    /// owner's rate of asks for the key, if it gave one.
+    Fresh {
+        ttl_ms: Option<u64>,
+        rate: Option<u32>,
+    },
+    /// Served stale: it may not be kept, so no rate goes with it.
     Stale(Stale),
 }
 
@@ -169,7 +178,28 @@ impl Fields {
     fn of(found: &Found) -> Fields {
         match (found.stale, found.ttl) {
             (Some(why), _) => Fields::Stale(why),
-            (None, ttl) => Fields::Fresh(ttl.map(|ttl| ttl.as_millis() as u64)),
+            (None, ttl) => Fields::Fresh {
+                ttl_ms: ttl.map(|ttl| ttl.as_millis() as u64),
+                rate: found.rate,
+            },
+        }
+    }
+
+    /// The fields of a frame's token: `-` for none, else `name=value` pieces joined by `;`
+    /// (`stale=…`, or any of `ttl-ms=…` and `rate=…`).
+    fn token(&self) -> String {
+        let pieces = match self {
+            Fields::Stale(why) => vec![format!("stale={}", why.as_str())],
+            Fields::Fresh { ttl_ms, rate } => {
+                let ttl = ttl_ms.map(|ms| format!("ttl-ms={ms}"));
+                let rate = rate.map(|rate| format!("rate={rate}"));
+                ttl.into_iter().chain(rate).collect()
+            }
+        };
+        if pieces.is_empty() {
+            "-".to_string()
+        } else {
+            pieces.join(";")
         }
     }
 }
@@ -195,7 +225,12 @@ impl Answer {
         if status != StatusCode::OK {
             return failed(status, header(ERROR_HEADER), &body, peer);
         }
-        Ok(found(header(STALE_HEADER), header(TTL_HEADER), body))
+        let fields = Read {
+            stale: header(STALE_HEADER),
+            ttl: header(TTL_HEADER),
+            rate: header(RATE_HEADER),
+        };
+        Ok(fields.found(body))
     }
 
     /// A batch frame's answer: its status, token and body, from the member `peer`.
@@ -209,27 +244,58 @@ impl Answer {
             ))));
         };
         Answer::Got(match (status, token) {
-            (StatusCode::OK, b"-") => Ok(found(None, None, body)),
-            (StatusCode::OK, token) => match (
-                token.strip_prefix(b"stale="),
-                token.strip_prefix(b"ttl-ms="),
-            ) {
-                (Some(why), _) => Ok(found(Some(why), None, body)),
-                (None, ttl) => Ok(found(None, Some(ttl.unwrap_or(b"")), body)),
-            },
+            (StatusCode::OK, token) => Ok(Read::token(token).found(body)),
             (status, b"-") => failed(status, None, &body, peer),
             (status, code) => failed(status, Some(code), &body, peer),
         })
     }
 }
 
-/// A `200`'s value with its freshness. A value marked stale, or whose time to live cannot be
-/// read, is served and not kept.
-fn found(stale: Option<&[u8]>, ttl: Option<&[u8]>, body: Bytes) -> Found {
-    match (stale, ttl) {
-        (Some(why), _) => Found::stale(body, Stale::parse(why)),
-        (None, Some(ms)) => Found::new(body, Some(parse_ttl(ms).unwrap_or(Duration::ZERO))),
-        (None, None) => Found::new(body, None),
+/// The fields of a `200` as read, from its headers or its frame's token.
+#[derive(Default)]
+struct Read<'a> {
+    stale: Option<&'a [u8]>,
+    ttl: Option<&'a [u8]>,
+    rate: Option<&'a [u8]>,
+}
+
+impl<'a> Read<'a> {
+    /// A frame's token: `-`, or `name=value` pieces joined by `;`. A piece it does not know is
+    /// passed over; a token that is neither is a time to live that cannot be read.
+    fn token(token: &'a [u8]) -> Self {
+        let mut read = Read::default();
+        if token == b"-" {
+            return read;
+        }
+        for piece in token.split(|&b| b == b';') {
+            if let Some(why) = piece.strip_prefix(b"stale=") {
+                read.stale = Some(why);
+            } else if let Some(ms) = piece.strip_prefix(b"ttl-ms=") {
+                read.ttl = Some(ms);
+            } else if let Some(rate) = piece.strip_prefix(b"rate=") {
+                read.rate = Some(rate);
+            } else if !piece.contains(&b'=') {
+                read.ttl = Some(b"");
+            }
+        }
+        read
+    }
+
+    /// The value with its freshness. A value marked stale, or whose time to live cannot be
+    /// read, is served and not kept; a rate that cannot be read is no rate.
+    fn found(self, body: Bytes) -> Found {
+        let found = match (self.stale, self.ttl) {
+            (Some(why), _) => return Found::stale(body, Stale::parse(why)),
+            (None, Some(ms)) => Found::new(body, Some(parse_ttl(ms).unwrap_or(Duration::ZERO))),
+            (None, None) => Found::new(body, None),
+        };
+        let rate = self
+            .rate
+            .and_then(|r| std::str::from_utf8(r).ok()?.parse().ok());
+        match rate {
+            Some(rate) => found.with_rate(rate),
+            None => found,
+        }
     }
 }
 
@@ -270,11 +336,7 @@ fn failed(
 /// Appends a frame of `found` to a batch get's answer: `200 {token} {length}\n{value}`, the
 /// token saying what the headers of a single answer would.
 pub(crate) fn push_found(out: &mut Vec<u8>, found: &Found) {
-    match Fields::of(found) {
-        Fields::Stale(why) => push(out, 200, &["stale=", why.as_str()], &found.value),
-        Fields::Fresh(Some(ms)) => push(out, 200, &["ttl-ms=", &ms.to_string()], &found.value),
-        Fields::Fresh(None) => push(out, 200, &["-"], &found.value),
-    }
+    push(out, 200, &[&Fields::of(found).token()], &found.value);
 }
 
 /// Appends a frame of `failure`: its status, its code (`-` for none) and its text.
@@ -378,10 +440,14 @@ mod tests {
             Bytes::from_static(b"a value\nwith a line"),
             Some(Duration::from_millis(1500)),
         );
+        let rated = fresh.clone().with_rate(96);
+        let rated_forever = Found::new(Bytes::from_static(b"r"), None).with_rate(0);
         let forever = Found::new(Bytes::new(), None);
         let stale = Found::stale(Bytes::from_static(b"old"), Stale::WhileRevalidate);
         let mut body = Vec::new();
         push_found(&mut body, &fresh);
+        push_found(&mut body, &rated);
+        push_found(&mut body, &rated_forever);
         push_found(&mut body, &forever);
         push_found(&mut body, &stale);
         push_failure(&mut body, &Failure::of(&GroupError::NotFound));
@@ -394,6 +460,8 @@ mod tests {
         push_pending(&mut body);
         let want = vec![
             Some(Ok(fresh)),
+            Some(Ok(rated)),
+            Some(Ok(rated_forever)),
             Some(Ok(forever)),
             Some(Ok(stale)),
             Some(Err(LoadError::NotFound)),
@@ -409,11 +477,15 @@ mod tests {
 
     #[test]
     fn a_single_answer_reads_as_its_frame_does() {
-        let found = Found::new(Bytes::from_static(b"v"), Some(Duration::from_millis(7)));
-        let mut headers = HeaderMap::new();
-        put_found(&found, &mut headers);
-        let got = Answer::of_response(StatusCode::OK, &headers, found.value.clone(), PEER);
-        assert_eq!(got, Ok(found));
+        for found in [
+            Found::new(Bytes::from_static(b"v"), Some(Duration::from_millis(7))),
+            Found::new(Bytes::from_static(b"v"), None).with_rate(12),
+        ] {
+            let mut headers = HeaderMap::new();
+            put_found(&found, &mut headers);
+            let got = Answer::of_response(StatusCode::OK, &headers, found.value.clone(), PEER);
+            assert_eq!(got, Ok(found));
+        }
         let failure = Failure::of(&GroupError::Load("the database is down".into()));
         assert_eq!(
             failure.text, "the origin failed\n",

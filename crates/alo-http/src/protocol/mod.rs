@@ -50,6 +50,9 @@ pub const TTL_HEADER: &str = "x-alo-ttl-ms";
 /// On a `200`: the value has expired and is served under a stale window, `if-error` or
 /// `while-revalidate`. It may not be kept.
 pub const STALE_HEADER: &str = "x-alo-stale";
+/// On a peer's `200`: how often peers ask the owner for the key, in asks per minute (an
+/// estimate). The asker keeps a copy when it clears the group's hot rate.
+pub const RATE_HEADER: &str = "x-alo-rate";
 /// The query parameter of a peer's `PUT` that carries the time to live, in whole milliseconds.
 pub const TTL_QUERY: &str = "ttl-ms";
 /// The query of a batch get: `POST {base}{group}?get`.

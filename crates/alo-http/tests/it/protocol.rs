@@ -1,6 +1,6 @@
 //! Every status of the wire protocol, produced by real requests.
 
-use alo_http::{protocol::ERROR_HEADER, protocol::NOT_FOUND, protocol::UNKNOWN_GROUP};
+use alo_http::protocol::{ERROR_HEADER, NOT_FOUND, RATE_HEADER, UNKNOWN_GROUP};
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
@@ -39,6 +39,23 @@ async fn a_value_is_200_octet_stream() {
     assert_eq!(head.status(), StatusCode::OK);
     assert!(head.body().is_empty());
     assert_eq!(head.headers()["content-length"], "12");
+}
+
+#[tokio::test]
+async fn a_value_carries_the_owners_rate_of_asks_which_each_ask_raises() {
+    let nodes = Node::cluster(1, Behaviour::default()).await;
+    let rate = |r: &Response<Bytes>| -> u32 {
+        let rate = r.headers()[RATE_HEADER].to_str().expect("ascii");
+        rate.parse().expect("a number")
+    };
+    let first = rate(&send(&nodes[0], Method::GET, "/_alo/g/popular").await);
+    let mut last = first;
+    for _ in 0..5 {
+        last = rate(&send(&nodes[0], Method::GET, "/_alo/g/popular").await);
+    }
+    assert!(first > 0 && last > first, "{first} then {last}");
+    let other = rate(&send(&nodes[0], Method::GET, "/_alo/g/other").await);
+    assert_eq!(other, first, "each key has its own rate");
 }
 
 #[tokio::test]

@@ -93,6 +93,25 @@ async fn a_set_on_one_node_is_read_on_the_others() {
 }
 
 #[tokio::test]
+async fn a_key_asked_a_few_times_is_kept_and_then_served_without_a_hop() {
+    let nodes = Node::cluster(3, Behaviour::default()).await;
+    let key = key_of(&nodes, 1);
+    let mut gets = 0;
+    while nodes[0].group.stats().hot_cache.items == 0 {
+        nodes[0].group.get(&key).await.expect("value");
+        gets += 1;
+        assert!(gets < 50, "no copy");
+    }
+    // The owner's rate after 4 asks clears 8 a minute for each of the 2 other members.
+    assert_eq!(gets, 4);
+    let served = nodes[1].group.stats().server_requests;
+    for _ in 0..20 {
+        nodes[0].group.get(&key).await.expect("value");
+    }
+    assert_eq!(nodes[1].group.stats().server_requests, served);
+}
+
+#[tokio::test]
 async fn a_remove_drops_the_hot_copy_on_another_node() {
     let nodes = Node::cluster(3, Behaviour::default()).await;
     let key = key_of(&nodes, 1);
