@@ -177,7 +177,7 @@ pub(crate) async fn hang_ups(node: &Path, me: &Path) -> anyhow::Result<Finding> 
         format!("--delay-ms={}", delay.as_millis()),
     ];
     let origin = Proc::start(me, &origin_args, "listening on ").await?;
-    let nodes = crate::nodes(node, origin.addr, &["64MiB"]).await?;
+    let (nodes, _) = crate::nodes(node, origin.addr, &["64MiB"]).await?;
     let target = api(nodes[0].addr);
     let keys: Vec<String> = (0..KEYS).map(load::key).collect();
     load::hang_up(&target, &keys, CLIENTS, after).await?;
@@ -233,7 +233,7 @@ pub(crate) async fn fault(
     duration: Duration,
     watched: bool,
 ) -> anyhow::Result<Finding> {
-    let nodes = crate::nodes(node, origin, &["64MiB", "64MiB", "64MiB"]).await?;
+    let (nodes, _) = crate::nodes(node, origin, &["64MiB", "64MiB", "64MiB"]).await?;
     let target = api(nodes[0].addr);
     load::sweep(&target, keys, connections).await?;
     let at = duration.mul_f64(0.3);

@@ -35,11 +35,19 @@ pub(crate) fn value_of(key: &[u8]) -> Bytes {
 }
 
 /// How keys are drawn.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Keys {
     Uniform,
     /// Zipf with this exponent: key 0 the most popular.
     Zipf(f64),
+    /// Half the gets for one key its owner is not node 1, half uniform over keys node 1 owns:
+    /// what a scenario says, made into [`Keys::Mix`] once the nodes' addresses are known.
+    HotHalf,
+    /// Half the gets for the key `hot`, half uniform over `rest`.
+    Mix {
+        hot: usize,
+        rest: Arc<[usize]>,
+    },
 }
 
 /// What a load is sent to and how it is judged.
@@ -97,7 +105,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<Report> {
     // Keys are drawn before the clock starts: drawing takes a while.
     let sequences: Vec<Vec<usize>> = (0..connections)
-        .map(|c| draw(space, keys, seed.wrapping_add(c as u64)))
+        .map(|c| draw(space, &keys, seed.wrapping_add(c as u64)))
         .collect();
     let started = Instant::now();
     let deadline = started + duration;
@@ -163,7 +171,7 @@ pub(crate) async fn run_live(
     seed: u64,
 ) -> anyhow::Result<Report> {
     let sequences: Vec<Vec<usize>> = (0..connections)
-        .map(|c| draw(space, Keys::Uniform, seed.wrapping_add(c as u64)))
+        .map(|c| draw(space, &Keys::Uniform, seed.wrapping_add(c as u64)))
         .collect();
     let first = live.pick(0).context("no node to send the load to")?;
     let target = Target {
@@ -215,16 +223,24 @@ async fn gather(
     Ok(report)
 }
 
-fn draw(space: usize, keys: Keys, seed: u64) -> Vec<usize> {
+fn draw(space: usize, keys: &Keys, seed: u64) -> Vec<usize> {
     let mut rng = StdRng::seed_from_u64(seed);
     match keys {
-        Keys::Uniform => (0..SEQUENCE).map(|_| rng.random_range(0..space)).collect(),
+        Keys::Uniform | Keys::HotHalf => {
+            (0..SEQUENCE).map(|_| rng.random_range(0..space)).collect()
+        }
         Keys::Zipf(s) => {
-            let zipf = Zipf::new(space as f64, s).expect("valid Zipf parameters");
+            let zipf = Zipf::new(space as f64, *s).expect("valid Zipf parameters");
             (0..SEQUENCE)
                 .map(|_| zipf.sample(&mut rng) as usize - 1)
                 .collect()
         }
+        Keys::Mix { hot, rest } => (0..SEQUENCE)
+            .map(|_| match rng.random_bool(0.5) {
+                true => *hot,
+                false => rest[rng.random_range(0..rest.len())],
+            })
+            .collect(),
     }
 }
 

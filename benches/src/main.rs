@@ -133,11 +133,13 @@ enum Command {
 }
 
 /// What a scenario runs and asks.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Scenario {
     name: &'static str,
     system: System,
     keys: Keys,
+    /// Distinct keys, when not `--keys`.
+    space: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -150,21 +152,24 @@ enum System {
     },
 }
 
-const SCENARIOS: [Scenario; 6] = [
+const SCENARIOS: [Scenario; 9] = [
     Scenario {
         name: "floor: bare hyper, fixed 100-byte body",
         system: System::Floor,
         keys: Keys::Uniform,
+        space: None,
     },
     Scenario {
         name: "one node, warm, uniform keys",
         system: System::OneNode,
         keys: Keys::Uniform,
+        space: None,
     },
     Scenario {
         name: "one node, warm, Zipf s=1",
         system: System::OneNode,
         keys: Keys::Zipf(1.0),
+        space: None,
     },
     Scenario {
         name: "three nodes, 64 MiB each, all traffic to node 1",
@@ -172,6 +177,7 @@ const SCENARIOS: [Scenario; 6] = [
             node1_budget: "64MiB",
         },
         keys: Keys::Uniform,
+        space: None,
     },
     Scenario {
         name: "three nodes, 64 MiB each, all traffic to node 1, Zipf s=1",
@@ -179,6 +185,7 @@ const SCENARIOS: [Scenario; 6] = [
             node1_budget: "64MiB",
         },
         keys: Keys::Zipf(1.0),
+        space: None,
     },
     Scenario {
         name: "three nodes, node 1 at 1.5 MiB (hop-bound)",
@@ -186,6 +193,31 @@ const SCENARIOS: [Scenario; 6] = [
             node1_budget: "1536KiB",
         },
         keys: Keys::Uniform,
+        space: None,
+    },
+    Scenario {
+        name: "three nodes, 64 MiB each, Zipf s=1 over 100,000 keys",
+        system: System::ThreeNodes {
+            node1_budget: "64MiB",
+        },
+        keys: Keys::Zipf(1.0),
+        space: Some(100_000),
+    },
+    Scenario {
+        name: "three nodes, 64 MiB each, Zipf s=1.2 over 100,000 keys",
+        system: System::ThreeNodes {
+            node1_budget: "64MiB",
+        },
+        keys: Keys::Zipf(1.2),
+        space: Some(100_000),
+    },
+    Scenario {
+        name: "three nodes, one key owned by node 2 takes half the gets",
+        system: System::ThreeNodes {
+            node1_budget: "64MiB",
+        },
+        keys: Keys::HotHalf,
+        space: None,
     },
 ];
 
@@ -197,6 +229,10 @@ struct Sample {
     cpu: Duration,
     /// Share of node 1's gets answered by a peer.
     hops: Option<f64>,
+    /// Share of node 1's gets answered from its caches.
+    hit_ratio: Option<f64>,
+    /// With one hot key: the share of its gets that its owner served.
+    owner_share: Option<f64>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -264,13 +300,13 @@ fn runs(node: &Path, baseline: Option<&Path>, only: Option<&str>) -> Vec<Run> {
             continue;
         }
         runs.push(Run {
-            scenario: *scenario,
+            scenario: scenario.clone(),
             node: node.to_path_buf(),
             baseline: false,
         });
         if let (Some(baseline), false) = (baseline, matches!(scenario.system, System::Floor)) {
             runs.push(Run {
-                scenario: *scenario,
+                scenario: scenario.clone(),
                 node: baseline.to_path_buf(),
                 baseline: true,
             });
@@ -409,8 +445,11 @@ async fn measure(
     dir: &Path,
 ) -> anyhow::Result<Sample> {
     let (scenario, node) = (&run.scenario, run.node.as_path());
-    let procs = match scenario.system {
-        System::Floor => vec![Proc::start(me, &serve_args("floor"), "listening on ").await?],
+    let (procs, peers) = match scenario.system {
+        System::Floor => {
+            let floor = Proc::start(me, &serve_args("floor"), "listening on ").await?;
+            (vec![floor], Vec::new())
+        }
         System::OneNode => nodes(node, origin, &["64MiB"]).await?,
         System::ThreeNodes { node1_budget } => {
             nodes(node, origin, &[node1_budget, "64MiB", "64MiB"]).await?
@@ -429,19 +468,32 @@ async fn measure(
             exact: true,
         },
     };
-    let warm = load::sweep(&target, args.keys, args.connections).await?;
+    let space = scenario.space.unwrap_or(args.keys);
+    let warm = load::sweep(&target, space, args.connections).await?;
     anyhow::ensure!(
         warm.errors == 0 && warm.wrong == 0,
         "warm-up: {} errors, {} wrong values",
         warm.errors,
         warm.wrong
     );
+    let keys = match &scenario.keys {
+        Keys::HotHalf => hot_half(&peers, space)?,
+        keys => keys.clone(),
+    };
+    // The hot key's owner is node 2: it serves node 1 nothing else.
+    let owner = matches!(keys, Keys::Mix { .. }).then(|| procs[1].addr);
     let three = matches!(scenario.system, System::ThreeNodes { .. });
     let counts = |api| async move {
-        Ok::<_, anyhow::Error>((
+        let served = match owner {
+            Some(owner) => procs::counter(owner, "server_requests").await?,
+            None => 0,
+        };
+        Ok::<_, anyhow::Error>([
             procs::counter(api, "gets").await?,
             procs::counter(api, "peer_loads").await?,
-        ))
+            procs::counter(api, "loads").await?,
+            served,
+        ])
     };
     let before = if three {
         Some(counts(entry.addr).await?)
@@ -450,24 +502,57 @@ async fn measure(
     };
     let all: Vec<&Proc> = procs.iter().collect();
     let cpu_before = procs::cpu(&all)?;
-    let (space, keys, connections) = (args.keys, scenario.keys, args.connections);
+    let connections = args.connections;
     let report = match args.generator {
         Generator::Alo => load::run(&target, space, keys, connections, duration, seed).await?,
         Generator::Wrk => wrk::run(dir, &target, space, keys, connections, duration, seed).await?,
     };
     let cpu = procs::cpu(&all)? - cpu_before;
-    let hops = match before {
-        Some((gets, peer_loads)) => {
-            let (gets2, peer_loads2) = counts(entry.addr).await?;
-            Some((peer_loads2 - peer_loads) as f64 / (gets2 - gets).max(1) as f64)
+    let (mut hops, mut hit_ratio, mut owner_share) = (None, None, None);
+    if let Some(before) = before {
+        let after = counts(entry.addr).await?;
+        let [gets, peer_loads, loads, served] = std::array::from_fn(|i| after[i] - before[i]);
+        let gets = gets.max(1) as f64;
+        hops = Some(peer_loads as f64 / gets);
+        hit_ratio = Some(1.0 - loads as f64 / gets);
+        if owner.is_some() {
+            owner_share = Some(served as f64 / (report.ok.max(2) as f64 / 2.0));
         }
-        None => None,
-    };
-    Ok(Sample { report, cpu, hops })
+    }
+    Ok(Sample {
+        report,
+        cpu,
+        hops,
+        hit_ratio,
+        owner_share,
+    })
 }
 
-/// Nodes over `origin`, one per budget, that know each other; node 1 first.
-async fn nodes(node: &Path, origin: SocketAddr, budgets: &[&str]) -> anyhow::Result<Vec<Proc>> {
+/// Half the gets for the first key node 2 owns, half for the keys node 1 owns, of `space`
+/// keys on the ring of `peers` (node 1 first).
+fn hot_half(peers: &[SocketAddr], space: usize) -> anyhow::Result<Keys> {
+    let urls: Vec<String> = peers.iter().map(|p| format!("http://{p}")).collect();
+    let pool = alo_http::HttpPool::new(&urls[0], alo_http::PoolOptions::default())?;
+    pool.set_members(&urls)?;
+    let owner = |i: usize| pool.owner(load::key(i).as_bytes());
+    let hot = (0..space)
+        .find(|&i| owner(i) == urls[1])
+        .context("no key of node 2")?;
+    let rest: Vec<usize> = (0..space).filter(|&i| owner(i) == urls[0]).collect();
+    anyhow::ensure!(!rest.is_empty(), "no key of node 1");
+    Ok(Keys::Mix {
+        hot,
+        rest: rest.into(),
+    })
+}
+
+/// Nodes over `origin`, one per budget, that know each other, and their peer addresses; node
+/// 1 first.
+async fn nodes(
+    node: &Path,
+    origin: SocketAddr,
+    budgets: &[&str],
+) -> anyhow::Result<(Vec<Proc>, Vec<SocketAddr>)> {
     let args = |i: usize| {
         let origin = format!("http://{origin}");
         ["--origin-url", &origin, "--cache-bytes", budgets[i]]
@@ -476,5 +561,5 @@ async fn nodes(node: &Path, origin: SocketAddr, budgets: &[&str]) -> anyhow::Res
             .collect()
     };
     let cluster = procs::cluster(node, budgets.len(), &[], args, procs::Log::Errors).await?;
-    Ok(cluster.nodes)
+    Ok((cluster.nodes, cluster.peers))
 }

@@ -20,9 +20,12 @@ pub(crate) fn table(runs: &[Run], samples: &[Vec<Sample>], args: &Args) -> Strin
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| scenario | req/s | / floor | p50 us | p99 us | p99.9 us | p99 / floor | CPU us/req | CPU / floor | hops |"
+        "| scenario | req/s | / floor | p50 us | p99 us | p99.9 us | p99 / floor | CPU us/req | CPU / floor | hops | hit ratio |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
     let cpu_per = |s: &Sample| s.cpu.as_secs_f64() * 1e6 / s.report.ok.max(1) as f64;
     for (run, samples) in runs.iter().zip(samples) {
         let per_rep = |f: &dyn Fn(&Sample, &Sample) -> f64| {
@@ -36,13 +39,22 @@ pub(crate) fn table(runs: &[Run], samples: &[Vec<Sample>], args: &Args) -> Strin
         });
         let cpu = per_rep(&|s, _| cpu_per(s));
         let cpu_ratio = per_rep(&|s, f0| cpu_per(s) / cpu_per(f0));
-        let hops = match samples[0].hops {
-            Some(_) => format!("{:.0}%", 100.0 * per_rep(&|s, _| s.hops.unwrap_or(0.0))),
+        let share = |get: fn(&Sample) -> Option<f64>, digits: usize| match get(&samples[0]) {
+            Some(_) => format!(
+                "{:.digits$}%",
+                100.0 * per_rep(&|s, _| get(s).unwrap_or(0.0))
+            ),
             None => "-".to_string(),
         };
+        let mut hops = share(|s| s.hops, 0);
+        if samples[0].owner_share.is_some() {
+            let owner = share(|s| s.owner_share, 1);
+            let _ = write!(hops, " (owner served {owner} of the hot key's gets)");
+        }
+        let hit_ratio = share(|s| s.hit_ratio, 1);
         let _ = writeln!(
             out,
-            "| {} | {rate:.0} | {ratio:.2} | {:.0} | {:.0} | {:.0} | {p99_ratio:.2} | {cpu:.1} | {cpu_ratio:.2} | {hops} |",
+            "| {} | {rate:.0} | {ratio:.2} | {:.0} | {:.0} | {:.0} | {p99_ratio:.2} | {cpu:.1} | {cpu_ratio:.2} | {hops} | {hit_ratio} |",
             run.name(),
             p(0.5),
             p(0.99),
@@ -51,11 +63,12 @@ pub(crate) fn table(runs: &[Run], samples: &[Vec<Sample>], args: &Args) -> Strin
     }
     let _ = writeln!(
         out,
-        "\n{} connections, closed loop ({}), {} s per measurement, {} keys of 100 bytes, medians of {} \
+        "\n{} connections, closed loop ({}), {} s per measurement, {} keys of 100 bytes (100,000 where a scenario says so), medians of {} \
          repetitions with the systems interleaved, the floor first and the others in an order \
          rotated from one repetition to the next; ratios are taken per repetition against the \
          floor of that repetition. CPU is user + system time of the system's processes (three for \
-         three nodes), not of the load generator or the origin.",
+         three nodes), not of the load generator or the origin. Hops: node 1's gets answered by a \
+         peer; hit ratio: node 1's gets answered from its own caches (both from its `/stats`).",
         args.connections,
         match args.generator {
             Generator::Alo => "alo-bench's generator, one thread, every body checked",

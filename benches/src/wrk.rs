@@ -16,18 +16,27 @@ use hdrhistogram::Histogram;
 
 use crate::load::{Keys, Report, Target};
 
-/// The Lua script: keys `k00000` to `k{space-1}` after `prefix`, uniform or Zipf (a table of the
-/// cumulative weights, searched by bisection), and a `done` that prints one line per quantile.
-fn script(target: &Target, space: usize, keys: Keys, seed: u64) -> String {
+/// The Lua script: keys `k00000` to `k{space-1}` after `prefix`, uniform, Zipf (a table of the
+/// cumulative weights, searched by bisection) or half one key and half a list, and a `done` that
+/// prints one line per quantile.
+fn script(target: &Target, space: usize, keys: &Keys, seed: u64) -> String {
     let exponent = match keys {
-        Keys::Uniform => 0.0,
-        Keys::Zipf(s) => s,
+        Keys::Zipf(s) => *s,
+        Keys::Uniform | Keys::HotHalf | Keys::Mix { .. } => 0.0,
+    };
+    let (hot, rest) = match keys {
+        Keys::Mix { hot, rest } => {
+            let rest: Vec<String> = rest.iter().map(usize::to_string).collect();
+            (hot.to_string(), format!("{{{}}}", rest.join(",")))
+        }
+        _ => ("nil".to_string(), "nil".to_string()),
     };
     let mut lua = String::new();
     let _ = write!(
         lua,
         r#"
 local space, exponent, prefix = {space}, {exponent}, "{prefix}"
+local hot, rest = {hot}, {rest}
 math.randomseed({seed})
 local cdf = nil
 if exponent > 0 then
@@ -37,6 +46,10 @@ if exponent > 0 then
   for i = 1, space do cdf[i] = cdf[i] / total end
 end
 local function pick()
+  if hot then
+    if math.random() < 0.5 then return hot end
+    return rest[math.random(1, #rest)]
+  end
   if not cdf then return math.random(0, space - 1) end
   local u, lo, hi = math.random(), 1, space
   while lo < hi do
@@ -81,7 +94,7 @@ pub(crate) async fn run(
     seed: u64,
 ) -> anyhow::Result<Report> {
     let path = dir.join(format!("load-{seed}.lua"));
-    std::fs::write(&path, script(target, space, keys, seed))?;
+    std::fs::write(&path, script(target, space, &keys, seed))?;
     let url = format!("http://{}/", target.addr);
     let out = tokio::process::Command::new("wrk")
         .args(["-t1", "--latency", "--timeout", "5s"])
