@@ -45,11 +45,14 @@ pub const PEEK_TIMEOUT: Duration = Duration::from_millis(200);
 ///    value goes into the main cache and is returned. Errors are returned and never cached.
 ///
 /// # A load's lifetime
-/// A load belongs to the cache, not to the caller that started it. Once begun, a getter call or
-/// a peer request runs on a task of its own (the group needs a tokio runtime) until it ends or
-/// reaches its deadline, whatever its callers do: a caller that times out or is dropped only
-/// stops waiting, the value still fills the cache, and a caller that comes later joins the load
-/// still running. A load has one deadline, the group's [load
+/// A load belongs to the cache, not to the caller that started it. Once begun, a getter call
+/// runs on a task of its own (the group needs a tokio runtime) until it ends or reaches its
+/// deadline, whatever its callers do: a caller that times out or is dropped only stops waiting,
+/// the value still fills the cache, and a caller that comes later joins the load still running.
+/// A request to a peer is driven by its callers instead, and dropped with the last of them:
+/// the load it asked for is the owner's, which keeps it (a hot copy here is all that is lost),
+/// and where the owner gave no answer the load here in its place is a getter call like any
+/// other, on a task of its own. A load has one deadline, the group's [load
 /// timeout](crate::GroupBuilder::load_timeout) from when it begins, and it flows down: a peer asked for
 /// the key is given it plus half of [`PEER_MARGIN`](crate::PEER_MARGIN) (its own load has as
 /// long), and a getter call after a peer that did not answer has what is left. Past it the

@@ -46,7 +46,10 @@ pub(crate) struct Store {
     /// Copies of popular keys that peers own. `None` without a picker (nothing to copy) or with
     /// a budget too small to split.
     pub(crate) hot: Option<Cache>,
-    /// Deduplicates the loads of `get`, which may ask a peer.
+    /// Deduplicates the loads of `get`, which may ask a peer. Not detached: the callers drive
+    /// it, so a hop costs no task of its own, and it ends with its last caller. What it starts
+    /// that the cache must keep outlives it all the same: the owner's load is the owner's, and
+    /// a load here in the owner's place goes through `local`.
     pub(crate) remote: Flight<Bytes, Found, Error>,
     /// Deduplicates getter calls, from `get` and `local().get` alike. Kept apart from `remote`
     /// so that an owner's get never waits on a load that is asking a peer.
@@ -82,7 +85,7 @@ impl Store {
         Store {
             main: cache(main_bytes, max_value_bytes),
             hot: hot_bytes.map(|bytes| cache(bytes, max_value_bytes)),
-            remote: Flight::detached(spawn),
+            remote: Flight::new(),
             local: Flight::detached(spawn),
             ledger: Ledger::default(),
             rates: hot_bytes.map(|_| Rates::new()),

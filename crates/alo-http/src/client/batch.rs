@@ -2,6 +2,7 @@
 //! out together, in one `POST {base}{group}?get` (or `?peek`); each key's answer means what it
 //! would alone.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -18,6 +19,8 @@ pub(super) struct Batcher {
     /// The most keys in one batch get; 1 sends every key alone.
     max_keys: usize,
     queue: Mutex<Vec<Queued>>,
+    /// Numbers the waiters, so that a leader knows its own.
+    next_id: AtomicU64,
 }
 
 /// The keys of one group waiting for their batch to be sent.
@@ -58,6 +61,7 @@ impl Kind {
 
 /// A key in a batch, and where its answer goes.
 struct Waiter {
+    id: u64,
     key: Bytes,
     deadline: Instant,
     answer: oneshot::Sender<Answer>,
@@ -68,6 +72,7 @@ impl Batcher {
         Batcher {
             max_keys,
             queue: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
         }
     }
 
@@ -111,8 +116,13 @@ impl Batcher {
 }
 
 /// Asks `remote` for `key` by `deadline` (its value, or for a peek whether it holds it): alone,
-/// or in the batch of its group and kind that waits to be sent, which is started when there is
-/// none.
+/// or in the batch of its group and kind that waits to be sent.
+///
+/// The first key of a batch leads it: once the tasks ready to run now have run (any of them may
+/// add a key), it takes the batch. Alone in it, it asks from this task, so a lone hop hands
+/// nothing to another task; with company, a task of its own sends the batch, which then goes
+/// on whichever of its keys' callers leave. A leader dropped before it takes the batch leaves
+/// that to a task too.
 pub(super) async fn ask(
     remote: &Arc<Remote>,
     kind: Kind,
@@ -130,13 +140,24 @@ pub(super) async fn ask(
         return Remote::ask_one(remote, &kind.one(group, key), deadline).await;
     }
     let (answer, rx) = oneshot::channel();
+    let id = remote.batcher.next_id.fetch_add(1, Ordering::Relaxed);
     let waiter = Waiter {
+        id,
         key: Bytes::copy_from_slice(key),
         deadline,
         answer,
     };
     if remote.batcher.enqueue(kind, group, waiter) {
-        tokio::spawn(send(Arc::clone(remote), kind, group.to_string()));
+        let lead = Lead {
+            remote,
+            kind,
+            group,
+            taken: false,
+        };
+        let alone = lead.take(id).await;
+        if alone {
+            return Remote::ask_one(remote, &kind.one(group, key), deadline).await;
+        }
     }
     let until = tokio::time::Instant::from_std(deadline);
     match tokio::time::timeout_at(until, rx).await {
@@ -155,6 +176,56 @@ pub(super) async fn ask(
     }
 }
 
+/// The first key of a batch, until it takes the batch.
+struct Lead<'a> {
+    remote: &'a Arc<Remote>,
+    kind: Kind,
+    group: &'a str,
+    taken: bool,
+}
+
+impl Lead<'_> {
+    /// Waits for the tasks ready to run now, then takes the batch: `true` when the leader,
+    /// waiter `id`, is alone in it (and asks itself), else the batch is sent by a task of its
+    /// own (or was taken by another's task, for a leader that came just as it was sent).
+    async fn take(mut self, id: u64) -> bool {
+        tokio::task::yield_now().await;
+        self.taken = true;
+        let (remote, kind, group) = (self.remote, self.kind, self.group);
+        let (waiters, more) = remote.batcher.take(kind, group);
+        if more {
+            tokio::spawn(send(Arc::clone(remote), kind, group.to_string()));
+        }
+        match waiters.as_slice() {
+            [] => false,
+            [one] if one.id == id => true,
+            _ => {
+                tokio::spawn(deliver(
+                    Arc::clone(remote),
+                    kind,
+                    group.to_string(),
+                    waiters,
+                ));
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        if self.taken {
+            return;
+        }
+        // The leader's caller left before the batch was taken: the keys queued behind it still
+        // wait for it to be sent.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (remote, group) = (Arc::clone(self.remote), self.group.to_string());
+            runtime.spawn(send(remote, self.kind, group));
+        }
+    }
+}
+
 /// Sends the batch of `group`'s waiting keys of `kind`, once the tasks ready to run now have
 /// run (any of them may add a key), and gives each key its answer.
 fn send(remote: Arc<Remote>, kind: Kind, group: String) -> BoxFuture<'static, ()> {
@@ -166,21 +237,26 @@ fn send(remote: Arc<Remote>, kind: Kind, group: String) -> BoxFuture<'static, ()
         if more {
             tokio::spawn(send(Arc::clone(&remote), kind, group.clone()));
         }
-        let answers = match waiters.as_slice() {
-            [] => return,
-            [one] => {
-                let request = kind.one(&group, &one.key);
-                vec![Answer::Got(
-                    Remote::ask_one(&remote, &request, one.deadline).await,
-                )]
-            }
-            _ => ask_many(&remote, kind, &group, &waiters).await,
-        };
-        for (waiter, answer) in waiters.into_iter().zip(answers) {
-            // A waiter that left has nobody to tell.
-            let _ = waiter.answer.send(answer);
-        }
+        deliver(remote, kind, group, waiters).await;
     })
+}
+
+/// Asks for `waiters`' keys, in one batch or alone, and gives each key its answer.
+async fn deliver(remote: Arc<Remote>, kind: Kind, group: String, waiters: Vec<Waiter>) {
+    let answers = match waiters.as_slice() {
+        [] => return,
+        [one] => {
+            let request = kind.one(&group, &one.key);
+            vec![Answer::Got(
+                Remote::ask_one(&remote, &request, one.deadline).await,
+            )]
+        }
+        _ => ask_many(&remote, kind, &group, &waiters).await,
+    };
+    for (waiter, answer) in waiters.into_iter().zip(answers) {
+        // A waiter that left has nobody to tell.
+        let _ = waiter.answer.send(answer);
+    }
 }
 
 /// One batch for `waiters`' keys, by the latest of their deadlines, and the answer for each.

@@ -2,11 +2,13 @@
 //! alone; a key the owner must load is answered `202` and asked for alone, so it holds up no
 //! other.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
-use alo_group::{Group, Groups, LoadError, Loaded, getter_fn};
+use alo_group::{Group, Groups, LoadError, Loaded, PeerPicker, getter_fn};
 use alo_http::{PeerSecrets, PoolOptions, ServerOptions, serve};
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -275,4 +277,41 @@ async fn the_response_limit_is_per_value_not_per_batch() {
         "every key came from its owner"
     );
     assert_eq!(behaviour.calls.load(Ordering::SeqCst), 100);
+}
+
+/// Polls `future` once.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+}
+
+#[tokio::test]
+async fn keys_queued_behind_a_first_key_whose_caller_left_are_still_sent() {
+    let nodes = Node::cluster(2, Behaviour::default()).await;
+    let keys = keys_of(&nodes, 0, 2);
+    let peer = nodes[1]
+        .pool
+        .pick_peer(keys[0].as_bytes())
+        .expect("the owner");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    // The first key starts the batch and waits a turn before it takes it; its caller leaves
+    // in that turn, after the second key joined the batch.
+    let mut first = peer.get("g", keys[0].as_bytes(), deadline);
+    assert!(poll_once(&mut first).await.is_pending());
+    let mut second = peer.get("g", keys[1].as_bytes(), deadline);
+    assert!(poll_once(&mut second).await.is_pending());
+    drop(first);
+    let found = second.await.expect("the second key's value");
+    assert_eq!(found.value, value_of(keys[1].as_bytes()));
+    assert_eq!(nodes[1].pool.peer_stats()[0].failures, 0);
+}
+
+#[tokio::test]
+async fn a_key_alone_is_asked_for_with_a_get_and_not_a_batch() {
+    let nodes = Node::cluster(2, Behaviour::default()).await;
+    for key in keys_of(&nodes, 0, 3) {
+        let value = nodes[1].group.get(&key).await.expect("a value");
+        assert_eq!(value, value_of(key.as_bytes()));
+    }
+    let stats = &nodes[1].pool.peer_stats()[0];
+    assert_eq!((stats.batches, stats.batched_keys), (0, 0), "{stats:?}");
 }
