@@ -7,6 +7,17 @@ use clap::Parser;
 
 use crate::dns::DnsName;
 
+/// How the log is written (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// One line an event: time, level, target, message and fields.
+    Text,
+    /// One JSON object a line: `timestamp`, `level`, `target`, and the event's `fields`
+    /// (`message` among them), with the spans it happened in.
+    Json,
+}
+
 /// An alo cache node: serves groups to peers and to clients, loading from an origin.
 #[derive(Parser, Clone, Debug)]
 #[command(name = "alo-node", version, about, long_about = None)]
@@ -14,6 +25,10 @@ use crate::dns::DnsName;
 #[command(group = clap::ArgGroup::new("members").args(["peers", "peers_file", "peers_dns"]).multiple(false))]
 #[non_exhaustive]
 pub struct Config {
+    /// How the log is written to stderr: `text` (one line an event, for people) or `json` (one
+    /// JSON object a line, with the same fields, for log collectors).
+    #[arg(long, env = "ALO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Address of the peer server, which other nodes ask for the keys this node owns.
     #[arg(long, env = "ALO_LISTEN", default_value = "127.0.0.1:8001")]
     pub listen: SocketAddr,

@@ -38,6 +38,6 @@ mod node;
 pub mod origin;
 
 pub use api::Api;
-pub use config::Config;
+pub use config::{Config, LogFormat};
 pub use members::Reload;
 pub use node::{Listeners, run};

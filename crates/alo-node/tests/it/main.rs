@@ -11,6 +11,7 @@ mod cluster;
 mod dns_members;
 mod examples;
 mod hostile;
+mod logs;
 mod membership;
 mod origin_safety;
 mod origins;

@@ -49,7 +49,14 @@ impl Process {
         Process::spawn(command, args).await
     }
 
+    /// Starts `command` with `args`; a listener `args` do not name is bound on an ephemeral
+    /// port of 127.0.0.1, never on its fixed default.
     async fn spawn(mut command: Command, args: &[&str]) -> Process {
+        for flag in ["--listen", "--api"] {
+            if !args.contains(&flag) {
+                command.args([flag, "127.0.0.1:0"]);
+            }
+        }
         command
             .args(args)
             .env("RUST_LOG", "info")
