@@ -146,6 +146,8 @@ pub struct GroupStats {
 pub struct CacheStats {
     /// Bytes of keys and values held.
     pub bytes: u64,
+    /// The cache's budget in bytes, which `bytes` never passes (0: unbounded).
+    pub max_bytes: u64,
     /// Entries held.
     pub items: u64,
     /// Lookups.
@@ -201,6 +203,7 @@ impl CacheStats {
         let s = cache.stats();
         CacheStats {
             bytes: cache.bytes() as u64,
+            max_bytes: cache.max_bytes() as u64,
             items: cache.len() as u64,
             gets: s.hits + s.misses,
             hits: s.hits,

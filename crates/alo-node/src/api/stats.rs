@@ -192,8 +192,14 @@ impl Api {
                 .map(|(group, s)| (format!("group=\"{group}\""), value(s)));
             family(&mut out, (name, kind, help), samples);
         }
-        let caches: [Metric<alo_group::CacheStats>; 5] = [
+        let caches: [Metric<alo_group::CacheStats>; 6] = [
             ("cache_bytes", "gauge", "Bytes held.", |c| c.bytes),
+            (
+                "cache_max_bytes",
+                "gauge",
+                "The cache's budget in bytes (0: unbounded).",
+                |c| c.max_bytes,
+            ),
             ("cache_items", "gauge", "Entries held.", |c| c.items),
             ("cache_gets_total", "counter", "Cache lookups.", |c| c.gets),
             (

@@ -13,6 +13,7 @@ mod examples;
 mod hostile;
 mod logs;
 mod membership;
+mod observe;
 mod origin_safety;
 mod origins;
 mod resilience;
