@@ -15,7 +15,7 @@ use crate::freshness::{Deadlines, Fallback, Judged, later, now};
 use crate::stats::{Counters, Gauge, bump};
 use crate::store::Store;
 use crate::{
-    Error, Found, Getter, GroupStats, LoadContext, LoadError, Loaded, Peer, PeerPicker, Stale,
+    Error, Found, Getter, GroupStats, LoadContext, LoadError, Loaded, Peer, PeerPicker, Stale, Via,
     escape, escape_bytes,
 };
 
@@ -269,7 +269,8 @@ impl Group {
                     Ok(found) => {
                         bump(&inner.counters.peer_loads);
                         let members = picker.members();
-                        return Ok(inner.store.fill_copy(ticket, key, found, members));
+                        let served = inner.store.fill_copy(ticket, key, found, members);
+                        return Ok(served.via(Via::Peer));
                     }
                     // No answer: a dead owner never fails the caller while there is time left.
                     Err(LoadError::Unreachable(reason)) => {
@@ -351,14 +352,11 @@ impl Group {
                 return found;
             }
             if let Some(found) = inner.peek_previous_owner(&key, deadline).await {
-                return Ok(inner.fill(
-                    ticket,
-                    key,
-                    Loaded {
-                        value: found.value,
-                        ttl: found.ttl,
-                    },
-                ));
+                let loaded = Loaded {
+                    value: found.value,
+                    ttl: found.ttl,
+                };
+                return Ok(inner.fill(ticket, key, loaded).via(Via::Peer));
             }
             let ctx = LoadContext::with(key.clone(), deadline, tracing::Span::current());
             // Fires if the getter's future is dropped unanswered: at the deadline below, or
@@ -480,12 +478,12 @@ impl Inner {
     /// serve; a value too large to keep is served, and counted.
     fn fill(&self, ticket: crate::ledger::Ticket<'_>, key: Bytes, loaded: Loaded) -> Found {
         match self.store.fill(ticket, key.clone(), loaded) {
-            Ok(found) => found,
+            Ok(found) => found.via(Via::Origin),
             Err(found) => {
                 bump(&self.counters.values_too_large);
                 let max = self.store.max_value_bytes;
                 tracing::info!(group = %self.name, key = %escape_bytes(&key), bytes = found.value.len(), max, "value too large to cache; served");
-                found
+                found.via(Via::Origin)
             }
         }
     }

@@ -93,7 +93,7 @@ pub use peer::{Peer, PeerFn, PeerPicker, peer_fn};
 pub use picker::LatePicker;
 pub use stats::{CacheStats, GroupStats};
 pub use store::ENTRY_OVERHEAD;
-pub use value::{Found, Loaded, Stale, Unreached, Written};
+pub use value::{Found, Loaded, Stale, Unreached, Via, Written};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -63,6 +63,32 @@ pub struct Found {
     /// elsewhere. An asker keeps a copy in its hot cache when the rate clears the group's
     /// [`hot_rate`](crate::GroupBuilder::hot_rate) for each member that may ask.
     pub rate: Option<u32>,
+    /// Where this node found the value: what a server's metrics tell gets apart by.
+    pub via: Via,
+}
+
+/// Where a node found a value it served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Via {
+    /// In one of its caches (main or hot).
+    #[default]
+    Cache,
+    /// From another member: the key's owner, or the member that held it before.
+    Peer,
+    /// From the group's getter, here.
+    Origin,
+}
+
+impl Via {
+    /// A short name for a label or a log: `cache`, `peer`, `origin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Cache => "cache",
+            Via::Peer => "peer",
+            Via::Origin => "origin",
+        }
+    }
 }
 
 impl Found {
@@ -73,7 +99,15 @@ impl Found {
             ttl,
             stale: None,
             rate: None,
+            via: Via::Cache,
         }
+    }
+
+    /// This value, found `via` there.
+    #[must_use]
+    pub fn via(mut self, via: Via) -> Self {
+        self.via = via;
+        self
     }
 
     /// This value, with the owner's rate of asks for its key.
@@ -90,6 +124,7 @@ impl Found {
             ttl: Some(Duration::ZERO),
             stale: Some(why),
             rate: None,
+            via: Via::Cache,
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use alo_group::{DEFAULT_HOT_RATE, Group, GroupBuilder};
+use alo_group::{DEFAULT_HOT_RATE, Group, GroupBuilder, Via};
 
 use crate::net::Cluster;
 
@@ -95,4 +95,17 @@ async fn the_bar_rises_with_the_members_and_with_the_groups_hot_rate() {
     let eager = Cluster::new(3, |b| b.hot_rate(0));
     let key = owned_by(&eager, 1, "k");
     assert_eq!(gets_until_hot(&eager, &key, 50).await, 1);
+}
+
+#[tokio::test]
+async fn a_lookup_says_where_its_value_was_found() {
+    let cluster = Cluster::new(3, |b| b.hot_rate(0));
+    let remote = owned_by(&cluster, 1, "r");
+    let own = owned_by(&cluster, 0, "o");
+    let node = cluster.node(0);
+    let via = |key: String| async move { node.lookup(&key).await.expect("a value").via };
+    assert_eq!(via(remote.clone()).await, Via::Peer);
+    assert_eq!(via(remote).await, Via::Cache, "kept in the hot cache");
+    assert_eq!(via(own.clone()).await, Via::Origin);
+    assert_eq!(via(own).await, Via::Cache);
 }
