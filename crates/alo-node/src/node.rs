@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::Config;
-use crate::api::Api;
+use crate::api::{Api, Metrics};
 use crate::members::{Membership, Reload, describe_source, keep_members};
 use crate::origin::{DemoOrigin, DirOrigin, UrlOrigin};
 
@@ -152,10 +152,12 @@ pub async fn run(
     let until_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    let metrics = Metrics::new(&groups, Arc::clone(&pool), Arc::clone(&membership))?;
     let api = Arc::new(Api {
         groups: groups.clone(),
         pool: Arc::clone(&pool),
         membership,
+        metrics: Arc::new(metrics),
         max_key_bytes: alo_http::DEFAULT_MAX_KEY_BYTES,
         max_body_bytes: config.max_value_bytes,
         body_timeout: Duration::from_millis(config.header_read_timeout_ms),

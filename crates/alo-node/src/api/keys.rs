@@ -3,6 +3,8 @@
 //! protocol's (`alo_http::protocol`); what differs is who answers: a client's get may ask the
 //! key's owner, and a client's write goes to every member.
 
+use std::time::Instant;
+
 use alo_group::{Group, Written};
 use alo_http::protocol::{Failure, Request, TTL_HEADER, decode_keys, parse_ttl, put_found, text};
 use bytes::Bytes;
@@ -10,6 +12,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
+use super::metrics::Outcome;
 use super::{Api, not_found};
 
 /// Where the API serves its groups.
@@ -27,7 +30,12 @@ impl Api {
         let Request::Get { key, .. } = request else {
             return not_found();
         };
-        match group.lookup(&key).await {
+        let started = Instant::now();
+        let looked_up = group.lookup(&key).await;
+        let outcome = looked_up.as_ref().map_or(Outcome::Error, Outcome::of);
+        self.metrics
+            .observe_get(group.name(), outcome, started.elapsed());
+        match looked_up {
             Ok(found) => {
                 let mut resp = Response::new(Full::new(found.value.clone()));
                 put_found(&found, resp.headers_mut());

@@ -2,7 +2,10 @@
 //! `/api/{group}`), `/stats`, `/metrics`, `/healthz`, `/readyz`.
 
 mod keys;
+mod metrics;
 mod stats;
+
+pub(crate) use metrics::Metrics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,8 @@ pub struct Api {
     pub(crate) body_timeout: Duration,
     /// Whether `PUT`, `DELETE` and `POST` change the cache.
     pub(crate) allow_writes: bool,
+    /// What `/metrics` answers, and where gets are timed.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Api {
@@ -56,7 +61,7 @@ impl Api {
             "/metrics" if is_read => text(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
-                self.metrics(),
+                self.metrics.encode(),
             ),
             _ if path.starts_with(keys::BASE) && is_read => self.read(req).await,
             _ if path.starts_with(keys::BASE) && self.allow_writes => self.write(req).await,

@@ -74,10 +74,30 @@ async fn metrics_parse_as_prometheus_text() {
         }
         assert!(is_sample(line), "not a sample: {line:?}");
         let name = line.split(['{', ' ']).next().expect("a name");
-        assert_eq!(name, current, "a sample outside its family: {line:?}");
+        // A histogram's samples are its buckets, sum and count.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix).filter(|f| *f == current))
+            .unwrap_or(name);
+        assert_eq!(family, current, "a sample outside its family: {line:?}");
         samples += 1;
     }
     assert!(samples >= 9);
+    // The get above, timed: a miss loaded from the demo origin, with every bucket.
+    assert!(
+        text.contains("# TYPE alo_get_duration_seconds histogram\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("alo_get_duration_seconds_count{group=\"demo\",outcome=\"origin\"} 1\n"),
+        "{text}"
+    );
+    for le in ["0.000025", "0.001", "1", "10", "+Inf"] {
+        let bucket = format!(
+            "alo_get_duration_seconds_bucket{{group=\"demo\",outcome=\"hit\",le=\"{le}\"}} "
+        );
+        assert!(text.contains(&bucket), "no bucket {le}: {text}");
+    }
     assert!(text.contains("alo_local_loads_total{group=\"demo\"} 1\n"));
     assert!(text.contains("\nalo_members 1\n"), "{text}");
     assert!(text.contains("\nalo_ready 1\n"), "{text}");
