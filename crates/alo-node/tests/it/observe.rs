@@ -20,17 +20,21 @@ fn read(path: &Path) -> String {
 }
 
 /// Every family a node of two exports (a family with no sample is left out of `/metrics`, so
-/// the node has a peer), by the name its samples carry.
+/// the node has a peer), by the names its samples carry.
 async fn exported() -> BTreeSet<String> {
     let nodes = cluster(2, &[]).await;
     let (_, _, body) = nodes[0].get("/metrics").await;
     let text = String::from_utf8_lossy(&body);
-    let names: BTreeSet<String> = text
-        .lines()
-        .filter_map(|line| line.strip_prefix("# TYPE "))
-        .filter_map(|rest| rest.split(' ').next())
-        .map(str::to_string)
-        .collect();
+    let mut names = BTreeSet::new();
+    for declared in text.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
+        let (name, kind) = declared.split_once(' ').expect("a name and a type");
+        names.insert(name.to_string());
+        if kind == "histogram" {
+            for part in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{part}"));
+            }
+        }
+    }
     assert!(names.len() > 30, "{text}");
     names
 }
@@ -85,7 +89,14 @@ async fn the_dashboard_and_the_alerts_name_only_exported_metrics() {
         }
     }
     assert!(named > 20);
-    for topic in ["hit ratio", "origin", "peers up", "membership", "budget"] {
+    for topic in [
+        "latency",
+        "hit ratio",
+        "origin",
+        "peers up",
+        "membership",
+        "budget",
+    ] {
         assert!(
             titles.iter().any(|t| t.contains(topic)),
             "no panel on {topic}: {titles:?}"
