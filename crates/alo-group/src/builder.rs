@@ -226,6 +226,7 @@ impl GroupBuilder {
             counters: Counters::default(),
             deadlines: self.deadlines,
             turns: Semaphore::new(self.max_concurrent_loads.min(Semaphore::MAX_PERMITS)),
+            load_durations: crate::Buckets::new(&crate::DURATION_BUCKETS_NS),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(sweep(Arc::downgrade(&inner)));

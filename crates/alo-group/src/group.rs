@@ -15,8 +15,8 @@ use crate::freshness::{Deadlines, Fallback, Judged, later, now};
 use crate::stats::{Counters, Gauge, bump};
 use crate::store::Store;
 use crate::{
-    Error, Found, Getter, GroupStats, LoadContext, LoadError, Loaded, Peer, PeerPicker, Stale, Via,
-    escape, escape_bytes,
+    BucketCounts, Buckets, Error, Found, Getter, GroupStats, LoadContext, LoadError, Loaded, Peer,
+    PeerPicker, Stale, Via, escape, escape_bytes,
 };
 
 /// How often a group drops the entries whose deadline has passed.
@@ -105,6 +105,9 @@ pub(crate) struct Inner {
     /// of cold keys puts more than that on the origin. A load waits for its turn within its
     /// deadline.
     pub(crate) turns: Semaphore,
+    /// How long each getter call took once it had its turn, answered or not (a call dropped at
+    /// its deadline is not counted).
+    pub(crate) load_durations: Buckets,
 }
 
 impl Group {
@@ -139,6 +142,13 @@ impl Group {
             Lookup::Hit(found) => Ok(found),
             Lookup::Miss { key, stale } => self.load(key, stale).await,
         }
+    }
+
+    /// How long the getter's calls took, in nanoseconds, from their turn to their answer (in
+    /// [`DURATION_BUCKETS_NS`](crate::DURATION_BUCKETS_NS)): the origin's latency as this node
+    /// saw it.
+    pub fn load_durations(&self) -> BucketCounts {
+        self.inner.load_durations.snapshot()
     }
 
     /// A snapshot of the counters and of both caches' sizes.
@@ -364,7 +374,11 @@ impl Group {
             let abandon = ctx.abandon_on_drop();
             let call = async {
                 let _turn = inner.turn().await;
-                inner.getter.get(ctx).await
+                let began = std::time::Instant::now();
+                let loaded = inner.getter.get(ctx).await;
+                let took = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                inner.load_durations.observe(took);
+                loaded
             };
             let until = tokio::time::Instant::from_std(deadline);
             let loaded = tokio::time::timeout_at(until, call).await;

@@ -53,6 +53,7 @@
 //! the peer or the getter costs. Each load runs on a tokio task of its own, so it finishes and
 //! fills the cache even when every caller has gone: a group needs a tokio runtime.
 
+mod buckets;
 mod builder;
 mod context;
 mod error;
@@ -74,6 +75,7 @@ pub mod testing;
 mod value;
 mod write;
 
+pub use buckets::{BucketCounts, Buckets, DURATION_BUCKETS_NS};
 pub use builder::{
     DEFAULT_HOT_RATE, DEFAULT_LOAD_TIMEOUT, DEFAULT_MAX_BYTES, DEFAULT_MAX_CONCURRENT_LOADS,
     DEFAULT_MAX_VALUE_BYTES, DEFAULT_WRITE_TIMEOUT, GroupBuilder,

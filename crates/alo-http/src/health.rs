@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use alo_group::{BoxFuture, escape};
+use alo_group::{BoxFuture, BucketCounts, Buckets, DURATION_BUCKETS_NS, escape};
 use serde::Serialize;
 use tokio::sync::Notify;
 
@@ -51,6 +51,10 @@ pub(crate) struct Health {
     failures_total: AtomicU64,
     batches: AtomicU64,
     batched_keys: AtomicU64,
+    /// How long each request took to its answer, by kind (see [`RequestKind`]), in nanoseconds.
+    durations: [Buckets; 4],
+    /// Keys in each batch get.
+    batch_keys: Buckets,
     /// What the stall check reads, all on tokio's clock, in nanoseconds since `start`.
     start: tokio::time::Instant,
     /// Requests waiting on the peer now.
@@ -117,6 +121,55 @@ pub struct PeerStats {
     pub late_writes: u64,
     /// Times the waiting removes outgrew their bound and became a purge of their group.
     pub writes_overflowed: u64,
+    /// How long requests to the peer took to their answer, in nanoseconds, by kind (`get`,
+    /// `batch`, `peek`, `write`); requests without an answer are not counted.
+    #[serde(skip)]
+    pub request_durations: Vec<(&'static str, BucketCounts)>,
+    /// Keys in each batch get sent to the peer.
+    #[serde(skip)]
+    pub batch_keys: BucketCounts,
+}
+
+/// Bounds for the keys of a batch get: powers of two up to the asker's default batch of 64.
+pub const BATCH_KEYS_BUCKETS: [u64; 7] = [1, 2, 4, 8, 16, 32, 64];
+
+/// What a request to a peer asked, for its latency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RequestKind {
+    Get,
+    Batch,
+    Peek,
+    Write,
+}
+
+impl RequestKind {
+    const ALL: [RequestKind; 4] = [
+        RequestKind::Get,
+        RequestKind::Batch,
+        RequestKind::Peek,
+        RequestKind::Write,
+    ];
+
+    /// What `request` asks; `None` for the liveness probe, which is not timed.
+    pub(crate) fn of(request: &crate::protocol::Request<'_>) -> Option<RequestKind> {
+        use crate::protocol::Request;
+        Some(match request {
+            Request::Probe => return None,
+            Request::Get { .. } => RequestKind::Get,
+            Request::GetMany { .. } => RequestKind::Batch,
+            Request::Peek { .. } | Request::PeekMany { .. } => RequestKind::Peek,
+            _ => RequestKind::Write,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Get => "get",
+            RequestKind::Batch => "batch",
+            RequestKind::Peek => "peek",
+            RequestKind::Write => "write",
+        }
+    }
 }
 
 impl Health {
@@ -137,6 +190,8 @@ impl Health {
             failures_total: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             batched_keys: AtomicU64::new(0),
+            durations: RequestKind::ALL.map(|_| Buckets::new(&DURATION_BUCKETS_NS)),
+            batch_keys: Buckets::new(&BATCH_KEYS_BUCKETS),
             start: tokio::time::Instant::now(),
             outstanding: AtomicUsize::new(0),
             last_answer: AtomicU64::new(0),
@@ -303,6 +358,13 @@ impl Health {
     pub(crate) fn batched(&self, keys: usize) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.batched_keys.fetch_add(keys as u64, Ordering::Relaxed);
+        self.batch_keys.observe(keys as u64);
+    }
+
+    /// A request of `kind` was answered after `took`.
+    pub(crate) fn answered_in(&self, kind: RequestKind, took: Duration) {
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.durations[kind as usize].observe(nanos);
     }
 
     pub(crate) fn stats(&self) -> PeerStats {
@@ -316,6 +378,10 @@ impl Health {
             batches: self.batches.load(Ordering::Relaxed),
             batched_keys: self.batched_keys.load(Ordering::Relaxed),
             stalls: self.stalls.load(Ordering::Relaxed),
+            request_durations: RequestKind::ALL
+                .map(|kind| (kind.as_str(), self.durations[kind as usize].snapshot()))
+                .to_vec(),
+            batch_keys: self.batch_keys.snapshot(),
             pending_writes: 0,
             late_writes: 0,
             writes_overflowed: 0,

@@ -55,7 +55,7 @@ mod server;
 
 pub use auth::{AUTH_HEADER, PeerSecrets, REPLAY_WINDOW, WRITES_REMEMBERED};
 pub use error::Error;
-pub use health::PeerStats;
+pub use health::{BATCH_KEYS_BUCKETS, PeerStats};
 pub use picker::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BATCH_KEYS, DEFAULT_PEEK_WINDOW, DEFAULT_STALL_AFTER,
     HttpPool, PoolOptions, PoolOptionsBuilder,

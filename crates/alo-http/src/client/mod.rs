@@ -19,7 +19,7 @@ use hyper::body::Body as _;
 use self::batch::{Batcher, Kind};
 use self::conns::{Conns, SendError};
 use self::pending::{Missed, Pending};
-use crate::health::{self, Health, PeerStats, Probed};
+use crate::health::{self, Health, PeerStats, Probed, RequestKind};
 use crate::protocol::{Answer, Request, encode_fill, encode_keys};
 use crate::{AUTH_HEADER, PeerSecrets, PoolOptions};
 
@@ -273,6 +273,8 @@ impl Remote {
     ) -> Result<(response::Parts, Bytes), LoadError> {
         let health = &remote.health;
         let path = request.path(&remote.base_path);
+        let kind = RequestKind::of(request);
+        let began = std::time::Instant::now();
         let outstanding = health.begin();
         let exchange = remote.exchange(request.method(), path, body, limit);
         let until = tokio::time::Instant::from_std(deadline);
@@ -312,6 +314,9 @@ impl Remote {
         match answer {
             Ok(Ok(answer)) => {
                 outstanding.answered();
+                if let Some(kind) = kind {
+                    health.answered_in(kind, began.elapsed());
+                }
                 health.success();
                 Remote::deliver_soon(remote);
                 Ok(answer)

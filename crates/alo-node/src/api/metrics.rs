@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alo_group::{GroupStats, Groups, Via};
+use alo_group::{BucketCounts, GroupStats, Groups, Via};
 use alo_http::{HttpPool, PeerStats};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
@@ -349,7 +349,46 @@ impl Snapshot {
             });
             out.push(family((name, kind, help), samples));
         }
+        let loads = stats.iter().map(|(group, _)| {
+            let durations = self.groups.get(group).map(|g| g.load_durations());
+            (
+                vec![("group", group.as_str())],
+                durations.unwrap_or_default(),
+            )
+        });
+        out.push(histogram(
+            (
+                "origin_load_duration_seconds",
+                "Getter calls (origin loads) from their turn to their answer.",
+            ),
+            loads,
+            1e-9,
+        ));
         let peers = self.pool.peer_stats();
+        let requests = peers.iter().flat_map(|p| {
+            p.request_durations.iter().map(|(kind, durations)| {
+                (
+                    vec![("peer", p.url.as_str()), ("kind", *kind)],
+                    durations.clone(),
+                )
+            })
+        });
+        out.push(histogram(
+            (
+                "peer_request_duration_seconds",
+                "Requests to a peer that got an answer, by kind (get, batch, peek, write), from sending to the answer.",
+            ),
+            requests,
+            1e-9,
+        ));
+        let batches = peers
+            .iter()
+            .map(|p| (vec![("peer", p.url.as_str())], p.batch_keys.clone()));
+        out.push(histogram(
+            ("peer_batch_keys", "Keys in each batch get sent to a peer."),
+            batches,
+            1.0,
+        ));
         let health: [Metric<PeerStats>; 10] = [
             (
                 "peer_up",
@@ -455,6 +494,59 @@ impl Snapshot {
 /// A metric: its name, Prometheus type, help text, and how to read it from a snapshot.
 type Metric<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 
+/// A histogram family from bucket counts, each bound and the sum multiplied by `scale` (1e-9
+/// for nanoseconds to seconds).
+fn histogram<'a>(
+    (name, help): (&str, &str),
+    samples: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, BucketCounts)>,
+    scale: f64,
+) -> MetricFamily {
+    let metrics = samples
+        .into_iter()
+        .map(|(labels, counts)| {
+            let mut h = proto::Histogram::default();
+            h.set_sample_count(counts.count);
+            h.set_sample_sum(counts.sum as f64 * scale);
+            h.set_bucket(
+                counts
+                    .bounds
+                    .iter()
+                    .zip(&counts.at_or_under)
+                    .map(|(&bound, &n)| {
+                        let mut bucket = proto::Bucket::default();
+                        bucket.set_upper_bound(bound as f64 * scale);
+                        bucket.set_cumulative_count(n);
+                        bucket
+                    })
+                    .collect(),
+            );
+            let mut metric = proto::Metric::default();
+            metric.set_label(label_pairs(labels));
+            metric.set_histogram(h);
+            metric
+        })
+        .collect();
+    let mut family = MetricFamily::default();
+    family.set_name(format!("alo_{name}"));
+    family.set_help(help.to_string());
+    family.set_field_type(MetricType::HISTOGRAM);
+    family.set_metric(metrics);
+    family
+}
+
+/// Labels as the registry's protocol has them.
+fn label_pairs(labels: Vec<(&str, &str)>) -> Vec<LabelPair> {
+    labels
+        .into_iter()
+        .map(|(name, value)| {
+            let mut pair = LabelPair::default();
+            pair.set_name(name.to_string());
+            pair.set_value(value.to_string());
+            pair
+        })
+        .collect()
+}
+
 /// One family: its name, help and type, and a sample per label set.
 fn family<'a>(
     (name, kind, help): (&str, &str, &str),
@@ -465,17 +557,7 @@ fn family<'a>(
         .into_iter()
         .map(|(labels, value)| {
             let mut metric = proto::Metric::default();
-            metric.set_label(
-                labels
-                    .into_iter()
-                    .map(|(name, value)| {
-                        let mut pair = LabelPair::default();
-                        pair.set_name(name.to_string());
-                        pair.set_value(value.to_string());
-                        pair
-                    })
-                    .collect(),
-            );
+            metric.set_label(label_pairs(labels));
             if counter {
                 let mut c = proto::Counter::default();
                 c.set_value(value as f64);

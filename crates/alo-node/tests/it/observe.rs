@@ -140,3 +140,32 @@ async fn the_dashboard_and_the_alerts_name_only_exported_metrics() {
         assert!(alerts.iter().any(|a| a == alert), "no {alert}: {alerts:?}");
     }
 }
+
+#[tokio::test]
+async fn a_hop_is_timed_by_its_peer_and_kind() {
+    let nodes = cluster(2, &[]).await;
+    // Keys until one hops (the owner's answer, a value or not found, is an answer).
+    let mut hopped = false;
+    for i in 0..64 {
+        nodes[0].get(&format!("/api/demo/k{i}")).await;
+        let (_, _, body) = nodes[0].get("/metrics").await;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let timed = format!(
+            "alo_peer_request_duration_seconds_count{{peer=\"{}\",kind=\"get\"}} ",
+            nodes[1].url
+        );
+        if let Some(line) = text.lines().find(|l| l.starts_with(&timed)) {
+            if line.ends_with(" 0") {
+                continue;
+            }
+            hopped = true;
+            assert!(
+                text.contains("# TYPE alo_peer_batch_keys histogram"),
+                "{text}"
+            );
+            break;
+        }
+        panic!("no {timed}: {text}");
+    }
+    assert!(hopped, "no get of 64 went to the other node");
+}

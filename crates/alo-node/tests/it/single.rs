@@ -92,6 +92,11 @@ async fn metrics_parse_as_prometheus_text() {
         text.contains("alo_get_duration_seconds_count{group=\"demo\",outcome=\"origin\"} 1\n"),
         "{text}"
     );
+    // And the origin load under it.
+    assert!(
+        text.contains("alo_origin_load_duration_seconds_count{group=\"demo\"} 1\n"),
+        "{text}"
+    );
     for le in ["0.000025", "0.001", "1", "10", "+Inf"] {
         let bucket = format!(
             "alo_get_duration_seconds_bucket{{group=\"demo\",outcome=\"hit\",le=\"{le}\"}} "
