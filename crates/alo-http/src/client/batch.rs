@@ -189,13 +189,9 @@ impl Lead<'_> {
     /// waiter `id`, is alone in it (and asks itself), else the batch is sent by a task of its
     /// own (or was taken by another's task, for a leader that came just as it was sent).
     async fn take(mut self, id: u64) -> bool {
-        tokio::task::yield_now().await;
-        self.taken = true;
         let (remote, kind, group) = (self.remote, self.kind, self.group);
-        let (waiters, more) = remote.batcher.take(kind, group);
-        if more {
-            tokio::spawn(send(Arc::clone(remote), kind, group.to_string()));
-        }
+        let waiters = next_batch(remote, kind, group).await;
+        self.taken = true;
         match waiters.as_slice() {
             [] => false,
             [one] if one.id == id => true,
@@ -232,13 +228,20 @@ fn send(remote: Arc<Remote>, kind: Kind, group: String) -> BoxFuture<'static, ()
     // Boxed: it spawns itself for a batch's overflow, and the type of an `async fn` that
     // contains itself cannot be shown to be `Send`.
     Box::pin(async move {
-        tokio::task::yield_now().await;
-        let (waiters, more) = remote.batcher.take(kind, &group);
-        if more {
-            tokio::spawn(send(Arc::clone(&remote), kind, group.clone()));
-        }
+        let waiters = next_batch(&remote, kind, &group).await;
         deliver(remote, kind, group, waiters).await;
     })
+}
+
+/// Once the tasks ready to run now have run (any of them may add a key), takes up to a batch
+/// of `group`'s waiting keys of `kind`; a task of its own sends the rest.
+async fn next_batch(remote: &Arc<Remote>, kind: Kind, group: &str) -> Vec<Waiter> {
+    tokio::task::yield_now().await;
+    let (waiters, more) = remote.batcher.take(kind, group);
+    if more {
+        tokio::spawn(send(Arc::clone(remote), kind, group.to_string()));
+    }
+    waiters
 }
 
 /// Asks for `waiters`' keys, in one batch or alone, and gives each key its answer.
