@@ -1,30 +1,23 @@
 //! `/metrics`: one `prometheus` registry per node, in the Prometheus text format. The
-//! counters live where their numbers do (the groups, the pool, the membership) and are read
-//! when scraped; the latency of gets is a histogram, observed as each get is answered.
+//! counters and histograms live where their numbers do (the groups, the pool, the membership;
+//! the gets' latency here) and are read when scraped. Every histogram is an
+//! [`alo_group::Buckets`], which observes with atomics.
 //!
 //! The `prometheus` crate and not `prometheus-client`: it writes the Prometheus text format,
 //! which Prometheus and `promtool check metrics` read as they are (prometheus-client writes
-//! only OpenMetrics, whose counter families `promtool` takes for counters without help), and
-//! its histograms observe with atomics, where prometheus-client's take a lock.
+//! only OpenMetrics, whose counter families `promtool` takes for counters without help).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alo_group::{BucketCounts, GroupStats, Groups, Via};
+use alo_group::{BucketCounts, Buckets, DURATION_BUCKETS_NS, GroupStats, Groups, Via};
 use alo_http::{HttpPool, PeerStats};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
-use prometheus::{Encoder as _, Histogram, HistogramOpts, HistogramVec, Registry, TextEncoder};
+use prometheus::{Encoder as _, Registry, TextEncoder};
 
 use crate::members::Membership;
-
-/// The buckets of every latency, in seconds: 25 us to 10 s, for a cache's hits and its
-/// origin's loads alike.
-pub(crate) const BUCKETS: [f64; 18] = [
-    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
-    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
 
 /// How a get through the client API was answered: `alo_get_duration_seconds`'s `outcome`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,13 +64,15 @@ impl Outcome {
     }
 }
 
+/// Each group's get latency in nanoseconds, one histogram per outcome, made once: observing
+/// one is a map lookup by the group's name and two atomic adds, no lock and no allocation.
+type GetDurations = HashMap<String, [Buckets; 5]>;
+
 /// The node's metrics.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     registry: Registry,
-    /// Each group's get latency, one histogram per outcome, made once: observing one is a map
-    /// lookup by the group's name and a few atomic adds, no lock and no allocation.
-    gets: HashMap<String, [Histogram; 5]>,
+    gets: Arc<GetDurations>,
 }
 
 impl Metrics {
@@ -87,11 +82,22 @@ impl Metrics {
         pool: Arc<HttpPool>,
         membership: Arc<Membership>,
     ) -> prometheus::Result<Self> {
+        let gets: Arc<GetDurations> = Arc::new(
+            groups
+                .all()
+                .iter()
+                .map(|g| {
+                    let each = Outcome::ALL.map(|_| Buckets::new(&DURATION_BUCKETS_NS));
+                    (g.name().to_string(), each)
+                })
+                .collect(),
+        );
         let registry = Registry::new();
         let snapshot = Snapshot {
             groups: groups.clone(),
             pool,
             membership,
+            gets: Arc::clone(&gets),
             desc: Desc::new(
                 "alo_counters".into(),
                 "The counters of the groups, the peers and the membership.".into(),
@@ -100,28 +106,14 @@ impl Metrics {
             )?,
         };
         registry.register(Box::new(snapshot))?;
-        let opts = HistogramOpts::new(
-            "alo_get_duration_seconds",
-            "Gets through the client API, from the request's key to the answer, by how they were answered.",
-        )
-        .buckets(BUCKETS.to_vec());
-        let vec = HistogramVec::new(opts, &["group", "outcome"])?;
-        registry.register(Box::new(vec.clone()))?;
-        let gets = groups
-            .all()
-            .iter()
-            .map(|g| {
-                let each = Outcome::ALL.map(|o| vec.with_label_values(&[g.name(), o.as_str()]));
-                (g.name().to_string(), each)
-            })
-            .collect();
         Ok(Metrics { registry, gets })
     }
 
     /// Counts a get of `group` answered by `outcome` after `took`.
     pub(crate) fn observe_get(&self, group: &str, outcome: Outcome, took: Duration) {
         if let Some(each) = self.gets.get(group) {
-            each[outcome as usize].observe(took.as_secs_f64());
+            let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+            each[outcome as usize].observe(nanos);
         }
     }
 
@@ -140,6 +132,7 @@ struct Snapshot {
     groups: Groups,
     pool: Arc<HttpPool>,
     membership: Arc<Membership>,
+    gets: Arc<GetDurations>,
     /// The registry asks a collector for descriptions; the families are described in full when
     /// collected.
     desc: Desc,
@@ -158,9 +151,8 @@ impl Collector for Snapshot {
 impl Snapshot {
     /// Every family, from the counters as they are now.
     fn families(&self) -> Vec<MetricFamily> {
-        let stats: Vec<(String, GroupStats)> = self
-            .groups
-            .all()
+        let groups = self.groups.all();
+        let stats: Vec<(String, GroupStats)> = groups
             .iter()
             .map(|g| (g.name().to_string(), g.stats()))
             .collect();
@@ -349,20 +341,30 @@ impl Snapshot {
             });
             out.push(family((name, kind, help), samples));
         }
-        let loads = stats.iter().map(|(group, _)| {
-            let durations = self.groups.get(group).map(|g| g.load_durations());
-            (
-                vec![("group", group.as_str())],
-                durations.unwrap_or_default(),
-            )
+        let gets = self.gets.iter().flat_map(|(group, each)| {
+            Outcome::ALL.map(|outcome| {
+                let labels = vec![("group", group.as_str()), ("outcome", outcome.as_str())];
+                (labels, each[outcome as usize].snapshot())
+            })
         });
+        out.push(histogram(
+            (
+                "get_duration_seconds",
+                "Gets through the client API, from the request's key to the answer, by how they were answered.",
+            ),
+            gets,
+            NANOS,
+        ));
+        let loads = groups
+            .iter()
+            .map(|g| (vec![("group", g.name())], g.load_durations()));
         out.push(histogram(
             (
                 "origin_load_duration_seconds",
                 "Getter calls (origin loads) from their turn to their answer.",
             ),
             loads,
-            1e-9,
+            NANOS,
         ));
         let peers = self.pool.peer_stats();
         let requests = peers.iter().flat_map(|p| {
@@ -379,7 +381,7 @@ impl Snapshot {
                 "Requests to a peer that got an answer, by kind (get, batch, peek, write), from sending to the answer.",
             ),
             requests,
-            1e-9,
+            NANOS,
         ));
         let batches = peers
             .iter()
@@ -494,19 +496,22 @@ impl Snapshot {
 /// A metric: its name, Prometheus type, help text, and how to read it from a snapshot.
 type Metric<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 
-/// A histogram family from bucket counts, each bound and the sum multiplied by `scale` (1e-9
-/// for nanoseconds to seconds).
+/// Nanoseconds in a second: a duration histogram's `per_unit`.
+const NANOS: f64 = 1e9;
+
+/// A histogram family from bucket counts, each bound and the sum divided by `per_unit` (so a
+/// bound of 25,000 ns reads `0.000025`, as exactly as that decimal can be).
 fn histogram<'a>(
     (name, help): (&str, &str),
     samples: impl IntoIterator<Item = (Vec<(&'a str, &'a str)>, BucketCounts)>,
-    scale: f64,
+    per_unit: f64,
 ) -> MetricFamily {
     let metrics = samples
         .into_iter()
         .map(|(labels, counts)| {
             let mut h = proto::Histogram::default();
             h.set_sample_count(counts.count);
-            h.set_sample_sum(counts.sum as f64 * scale);
+            h.set_sample_sum(counts.sum as f64 / per_unit);
             h.set_bucket(
                 counts
                     .bounds
@@ -514,7 +519,7 @@ fn histogram<'a>(
                     .zip(&counts.at_or_under)
                     .map(|(&bound, &n)| {
                         let mut bucket = proto::Bucket::default();
-                        bucket.set_upper_bound(bound as f64 * scale);
+                        bucket.set_upper_bound(bound as f64 / per_unit);
                         bucket.set_cumulative_count(n);
                         bucket
                     })
