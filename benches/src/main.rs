@@ -82,7 +82,7 @@ struct Args {
 enum Generator {
     /// alo-bench's own closed loop: one thread, an HDR histogram, every body checked.
     Alo,
-    /// `wrk -t1 -cN --latency`, keys drawn by a Lua script.
+    /// `wrk -t1 -cN --latency`, on the keys alo-bench's own generator draws.
     Wrk,
 }
 
@@ -488,12 +488,9 @@ async fn measure(
             Some(owner) => procs::counter(owner, "server_requests").await?,
             None => 0,
         };
-        Ok::<_, anyhow::Error>([
-            procs::counter(api, "gets").await?,
-            procs::counter(api, "peer_loads").await?,
-            procs::counter(api, "loads").await?,
-            served,
-        ])
+        let [gets, peer_loads, loads] =
+            procs::counters(api, ["gets", "peer_loads", "loads"]).await?;
+        Ok::<_, anyhow::Error>([gets, peer_loads, loads, served])
     };
     let before = if three {
         Some(counts(entry.addr).await?)

@@ -298,10 +298,32 @@ pub(crate) async fn counter(api: SocketAddr, name: &str) -> anyhow::Result<u64> 
 
 /// A counter of `group` from a node's `/stats`.
 pub(crate) async fn group_counter(api: SocketAddr, group: &str, name: &str) -> anyhow::Result<u64> {
+    let [value] = group_counters(api, group, [name]).await?;
+    Ok(value)
+}
+
+/// Counters of group `web` from one read of a node's `/stats`, so that they agree.
+pub(crate) async fn counters<const N: usize>(
+    api: SocketAddr,
+    names: [&str; N],
+) -> anyhow::Result<[u64; N]> {
+    group_counters(api, "web", names).await
+}
+
+/// Counters of `group` from one read of a node's `/stats`.
+async fn group_counters<const N: usize>(
+    api: SocketAddr,
+    group: &str,
+    names: [&str; N],
+) -> anyhow::Result<[u64; N]> {
     let stats = json(api, "/stats").await?;
-    stats["groups"][group][name]
-        .as_u64()
-        .with_context(|| format!("no counter {group}.{name} in /stats"))
+    let mut values = [0; N];
+    for (value, name) in values.iter_mut().zip(names) {
+        *value = stats["groups"][group][name]
+            .as_u64()
+            .with_context(|| format!("no counter {group}.{name} in /stats"))?;
+    }
+    Ok(values)
 }
 
 /// Nodes that know each other, node 1 first.
