@@ -223,7 +223,9 @@ async fn gather(
     Ok(report)
 }
 
-fn draw(space: usize, keys: &Keys, seed: u64) -> Vec<usize> {
+/// The keys one connection asks, in order: [`SEQUENCE`] of them, drawn from `keys` of `space`
+/// with `seed`.
+pub(crate) fn draw(space: usize, keys: &Keys, seed: u64) -> Vec<usize> {
     let mut rng = StdRng::seed_from_u64(seed);
     match keys {
         Keys::Uniform | Keys::HotHalf => {

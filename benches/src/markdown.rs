@@ -72,7 +72,7 @@ pub(crate) fn table(runs: &[Run], samples: &[Vec<Sample>], args: &Args) -> Strin
         args.connections,
         match args.generator {
             Generator::Alo => "alo-bench's generator, one thread, every body checked",
-            Generator::Wrk => "`wrk -t1 --latency`, keys drawn by a Lua script, statuses checked",
+            Generator::Wrk => "`wrk -t1 --latency` on the same keys, statuses checked",
         },
         args.seconds,
         args.keys,

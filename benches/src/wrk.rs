@@ -1,7 +1,8 @@
 //! The load through `wrk` (`wrk -t1 -cN -dS --latency`), the generator the issues' targets name,
-//! beside alo-bench's own: the same systems, the same keys, drawn by a Lua script that this
-//! module writes. wrk checks no body, so a wrk run counts an answer with another status than
-//! 200 as an error and cannot see a wrong value; alo-bench's own generator checks every body.
+//! beside alo-bench's own: the same systems, the same keys (drawn by alo-bench's own code and
+//! handed to wrk's Lua script in a file). wrk checks no body, so a wrk run counts an answer with
+//! another status than 200 as an error and cannot see a wrong value; alo-bench's own generator
+//! checks every body.
 //!
 //! wrk reports its latency distribution through the script's `done` callback: the latency at
 //! every 0.1% up to 99% and every 0.01% above, which the [`Report`] keeps as a histogram of those
@@ -14,61 +15,36 @@ use std::time::Duration;
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
-use crate::load::{Keys, Report, Target};
+use crate::load::{self, Keys, Report, Target};
 
-/// The Lua script: keys `k00000` to `k{space-1}` after `prefix`, uniform, Zipf (a table of the
-/// cumulative weights, searched by bisection) or half one key and half a list, and a `done` that
-/// prints one line per quantile.
-fn script(target: &Target, space: usize, keys: &Keys, seed: u64) -> String {
-    let exponent = match keys {
-        Keys::Zipf(s) => *s,
-        Keys::Uniform | Keys::HotHalf | Keys::Mix { .. } => 0.0,
-    };
-    let (hot, rest) = match keys {
-        Keys::Mix { hot, rest } => {
-            let rest: Vec<String> = rest.iter().map(usize::to_string).collect();
-            (hot.to_string(), format!("{{{}}}", rest.join(",")))
-        }
-        _ => ("nil".to_string(), "nil".to_string()),
-    };
+/// The Lua script: the paths in the file `paths` (one a line, read once), asked in turn, over
+/// and over; a `response` that counts every status other than 200 (wrk's own count of status
+/// errors has only those of 400 and over); and a `done` that prints the summary, those counts
+/// among the errors, and one line per quantile.
+fn script(paths: &Path) -> String {
     let mut lua = String::new();
     let _ = write!(
         lua,
         r#"
-local space, exponent, prefix = {space}, {exponent}, "{prefix}"
-local hot, rest = {hot}, {rest}
-math.randomseed({seed})
-local cdf = nil
-if exponent > 0 then
-  cdf = {{}}
-  local total = 0
-  for i = 1, space do total = total + 1 / i ^ exponent; cdf[i] = total end
-  for i = 1, space do cdf[i] = cdf[i] / total end
-end
-local function pick()
-  if hot then
-    if math.random() < 0.5 then return hot end
-    return rest[math.random(1, #rest)]
-  end
-  if not cdf then return math.random(0, space - 1) end
-  local u, lo, hi = math.random(), 1, space
-  while lo < hi do
-    local mid = math.floor((lo + hi) / 2)
-    if cdf[mid] < u then lo = mid + 1 else hi = mid end
-  end
-  return lo - 1
-end
+local paths = {{}}
+for path in io.lines("{paths}") do paths[#paths + 1] = path end
+local at = 0
 request = function()
-  return wrk.format("GET", prefix .. string.format("k%05d", pick()))
+  at = at % #paths + 1
+  return wrk.format("GET", paths[at])
 end
-local bad = 0
+-- Each thread's count, a global so that `done` can read it through the thread.
+bad = 0
 response = function(status, headers, body)
   if status ~= 200 then bad = bad + 1 end
 end
+local threads = {{}}
+setup = function(thread) threads[#threads + 1] = thread end
 done = function(summary, latency, requests)
-  local e = summary.errors
+  local e, statuses = summary.errors, 0
+  for _, thread in ipairs(threads) do statuses = statuses + thread:get("bad") end
   io.write(string.format("alo-wrk requests %d errors %d duration %d\n", summary.requests,
-    e.connect + e.read + e.write + e.timeout + e.status, summary.duration))
+    e.connect + e.read + e.write + e.timeout + statuses, summary.duration))
   for i = 1, 990 do
     io.write(string.format("alo-wrk q %.4f %d 10\n", i / 1000, latency:percentile(i / 10)))
   end
@@ -77,7 +53,7 @@ done = function(summary, latency, requests)
   end
 end
 "#,
-        prefix = target.prefix,
+        paths = paths.display(),
     );
     lua
 }
@@ -93,8 +69,15 @@ pub(crate) async fn run(
     duration: Duration,
     seed: u64,
 ) -> anyhow::Result<Report> {
+    // The keys alo-bench's own generator would ask, drawn by the same code.
+    let mut paths = String::new();
+    for k in load::draw(space, &keys, seed) {
+        let _ = writeln!(paths, "{}{}", target.prefix, load::key(k));
+    }
+    let listed = dir.join(format!("paths-{seed}.txt"));
+    std::fs::write(&listed, paths)?;
     let path = dir.join(format!("load-{seed}.lua"));
-    std::fs::write(&path, script(target, space, &keys, seed))?;
+    std::fs::write(&path, script(&listed))?;
     let url = format!("http://{}/", target.addr);
     let out = tokio::process::Command::new("wrk")
         .args(["-t1", "--latency", "--timeout", "5s"])
