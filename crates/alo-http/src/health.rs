@@ -162,7 +162,7 @@ impl RequestKind {
         })
     }
 
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RequestKind::Get => "get",
             RequestKind::Batch => "batch",

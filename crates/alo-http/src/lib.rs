@@ -52,6 +52,7 @@ mod health;
 mod picker;
 pub mod protocol;
 mod server;
+pub mod trace;
 
 pub use auth::{AUTH_HEADER, PeerSecrets, REPLAY_WINDOW, WRITES_REMEMBERED};
 pub use error::Error;

@@ -10,6 +10,7 @@ use alo_group::{BoxFuture, Found, LoadError};
 use bytes::Bytes;
 use http::StatusCode;
 use tokio::sync::oneshot;
+use tracing::{Instrument as _, Span};
 
 use super::Remote;
 use crate::protocol::{Answer, Frames, Request, encode_keys};
@@ -65,6 +66,8 @@ struct Waiter {
     key: Bytes,
     deadline: Instant,
     answer: oneshot::Sender<Answer>,
+    /// The span the key was asked in: the batch's request follows from it.
+    span: Span,
 }
 
 impl Batcher {
@@ -146,6 +149,7 @@ pub(super) async fn ask(
         key: Bytes::copy_from_slice(key),
         deadline,
         answer,
+        span: Span::current(),
     };
     if remote.batcher.enqueue(kind, group, waiter) {
         let lead = Lead {
@@ -196,12 +200,8 @@ impl Lead<'_> {
             [] => false,
             [one] if one.id == id => true,
             _ => {
-                tokio::spawn(deliver(
-                    Arc::clone(remote),
-                    kind,
-                    group.to_string(),
-                    waiters,
-                ));
+                let batch = deliver(Arc::clone(remote), kind, group.to_string(), waiters);
+                tokio::spawn(batch.in_current_span());
                 false
             }
         }
@@ -280,7 +280,12 @@ async fn ask_many(
     let per_value = remote.max_response_bytes;
     // Each value within the limit of one, plus its frame's head.
     let limit = per_value.saturating_add(64).saturating_mul(keys.len());
-    let answered = Remote::ask(remote, &request, encode_keys(&keys), limit, deadline).await;
+    let span = remote.request_span(&request);
+    for waiter in waiters {
+        span.follows_from(&waiter.span);
+    }
+    let asked = Remote::ask(remote, &request, encode_keys(&keys), limit, deadline);
+    let answered = asked.instrument(span).await;
     let every = |e: LoadError| {
         waiters
             .iter()

@@ -15,12 +15,14 @@ use bytes::Bytes;
 use http::{Method, Request as HttpRequest, StatusCode, response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Body as _;
+use tracing::{Instrument as _, Span};
 
 use self::batch::{Batcher, Kind};
 use self::conns::{Conns, SendError};
 use self::pending::{Missed, Pending};
 use crate::health::{self, Health, PeerStats, Probed, RequestKind};
 use crate::protocol::{Answer, Request, encode_fill, encode_keys};
+use crate::trace;
 use crate::{AUTH_HEADER, PeerSecrets, PoolOptions};
 
 /// Another member over HTTP: the [`Peer`] an [`HttpPool`](crate::HttpPool) names a key's owner
@@ -164,7 +166,8 @@ impl Remote {
         deadline: Instant,
     ) -> Result<(), LoadError> {
         let limit = remote.max_response_bytes;
-        let (parts, body) = Remote::ask(remote, request, body, limit, deadline).await?;
+        let asked = Remote::ask(remote, request, body, limit, deadline);
+        let (parts, body) = asked.instrument(remote.request_span(request)).await?;
         remote.applied(&parts, &body)
     }
 
@@ -258,12 +261,14 @@ impl Remote {
         deadline: Instant,
     ) -> Result<Found, LoadError> {
         let limit = remote.max_response_bytes;
-        let (parts, body) = Remote::ask(remote, request, Bytes::new(), limit, deadline).await?;
+        let asked = Remote::ask(remote, request, Bytes::new(), limit, deadline);
+        let (parts, body) = asked.instrument(remote.request_span(request)).await?;
         Answer::of_response(parts.status, &parts.headers, body, &remote.url)
     }
 
     /// One request by `deadline`, given up when the member is marked down meanwhile, and
-    /// counted for its health. `Unreachable` when no answer came.
+    /// counted for its health. `Unreachable` when no answer came. Made in its
+    /// [`request_span`](Remote::request_span), its request carries the span's trace context.
     async fn ask(
         remote: &Arc<Remote>,
         request: &Request<'_>,
@@ -388,7 +393,8 @@ impl Remote {
         Ok((parts, body))
     }
 
-    /// A request for `path` (and query), with its proof when the cluster has secrets.
+    /// A request for `path` (and query), with its proof when the cluster has secrets, and the
+    /// trace context of the current span.
     fn request(
         &self,
         method: Method,
@@ -400,7 +406,15 @@ impl Remote {
             let proof = secrets.proof(&self.url, method.as_str(), path, &body, SystemTime::now());
             request = request.header(AUTH_HEADER, proof);
         }
-        request.body(Full::new(body))
+        let mut request = request.body(Full::new(body))?;
+        trace::inject(&Span::current(), request.headers_mut());
+        Ok(request)
+    }
+
+    /// The span of one request to the member (see [`trace`]).
+    fn request_span(&self, request: &Request<'_>) -> Span {
+        let kind = RequestKind::of(request).map_or("probe", RequestKind::as_str);
+        tracing::debug_span!("peer request", otel.kind = "client", peer = %self.url, kind)
     }
 }
 

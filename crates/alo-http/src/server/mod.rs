@@ -18,15 +18,18 @@ use http::{HeaderValue, Request as HttpRequest, Response, StatusCode, header, re
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 use tokio::net::TcpListener;
+use tracing::field::Empty;
+use tracing::{Instrument as _, Span};
 
 pub use self::accept::serve_with;
 pub use self::options::{DEFAULT_MAX_KEY_BYTES, ServerOptions, ServerOptionsBuilder};
 use crate::auth::{Proven, Refused};
+use crate::health::RequestKind;
 use crate::protocol::{
     self, Failure, Request, TOO_LARGE, UNAUTHORIZED, push_failure, push_found, push_pending,
     put_found, text,
 };
-use crate::{AUTH_HEADER, Error};
+use crate::{AUTH_HEADER, Error, trace};
 
 /// Serves `groups` to peers on `listener` until `shutdown` completes, then stops accepting,
 /// lets requests in flight finish (within the shutdown timeout), and returns. The connection
@@ -51,7 +54,9 @@ pub async fn serve(
     });
     let handler = move |req: HttpRequest<Incoming>| {
         let shared = Arc::clone(&shared);
-        async move { shared.answer(req).await }
+        let span = tracing::debug_span!("peer serve", otel.kind = "server", kind = Empty);
+        trace::continue_from(&span, req.headers());
+        async move { shared.answer(req).await }.instrument(span)
     };
     serve_with(listener, options, handler, shutdown).await
 }
@@ -86,6 +91,9 @@ impl Shared {
             Ok(request) => request,
             Err(refusal) => return refusal.response(),
         };
+        if let Some(kind) = RequestKind::of(&request) {
+            Span::current().record("kind", kind.as_str());
+        }
         let group = match request.group() {
             None => return text(StatusCode::OK, "ok\n"),
             Some(name) => match self.groups.get(name) {
