@@ -29,6 +29,13 @@ pub struct Config {
     /// JSON object a line, with the same fields, for log collectors).
     #[arg(long, env = "ALO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// The OTLP/HTTP endpoint of an OpenTelemetry collector (`http://collector:4318`): the
+    /// node's spans go to `{URL}/v1/traces`, and its requests to members and to the origin
+    /// carry their trace context (`traceparent`). Off when not given; needs a binary built with
+    /// `--features otlp`. The SDK's `OTEL_*` variables apply (`OTEL_TRACES_SAMPLER`,
+    /// `OTEL_SERVICE_NAME`, `OTEL_BSP_SCHEDULE_DELAY`, ...).
+    #[arg(long, env = "ALO_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Address of the peer server, which other nodes ask for the keys this node owns.
     #[arg(long, env = "ALO_LISTEN", default_value = "127.0.0.1:8001")]
     pub listen: SocketAddr,

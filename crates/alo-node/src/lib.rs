@@ -36,8 +36,10 @@ mod dns;
 mod members;
 mod node;
 pub mod origin;
+mod telemetry;
 
 pub use api::Api;
 pub use config::{Config, LogFormat};
 pub use members::Reload;
 pub use node::{Listeners, run};
+pub use telemetry::Telemetry;

@@ -1,26 +1,22 @@
-//! `alo-node`: parse flags, start logging, bind, and run the node until SIGINT or SIGTERM;
-//! SIGHUP reads the members again.
+//! `alo-node`: parse flags, start logging and traces, bind, and run the node until SIGINT or
+//! SIGTERM; SIGHUP reads the members again.
 
 use std::process::ExitCode;
 
 use alo_node::origin::DEMO;
-use alo_node::{Config, Listeners, LogFormat, Reload, run};
+use alo_node::{Config, Listeners, Reload, Telemetry, run};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let config = Config::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let log = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => log.json().with_current_span(true).init(),
-        _ => log
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-    }
+    let telemetry = match Telemetry::init(&config) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("alo-node: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     raise_descriptor_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -33,6 +29,7 @@ fn main() -> ExitCode {
     // Blocking reads still running (a file that never ends, say) must not hold the process:
     // they are left behind.
     runtime.shutdown_background();
+    telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

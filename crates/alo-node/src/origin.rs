@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use std::os::unix::ffi::OsStrExt as _;
 
-use alo_group::{BoxFuture, Getter, LoadContext, LoadError, Loaded, escape_bytes};
+use alo_group::{BoxFuture, Getter, LoadContext, LoadError, Loaded, escape, escape_bytes};
 use bytes::Bytes;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt as _};
@@ -19,6 +19,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use rustix::fs::OFlags;
 use rustix::io::Errno;
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 /// The demo data set: a few fruit, loaded with a delay so a first and a second get differ.
 pub const DEMO: [(&str, &str); 4] = [
@@ -126,9 +127,12 @@ impl UrlOrigin {
             ));
         }
         let url = format!("{}/{}", self.base, utf8_percent_encode(key, KEY_IN_URL));
-        let request = Request::get(&url)
+        let mut request = Request::get(&url)
             .body(Empty::new())
             .map_err(|e| LoadError::failed(format_args!("origin URL {url}: {e}")))?;
+        let span =
+            tracing::debug_span!("origin request", otel.kind = "client", url = %escape(&url));
+        alo_http::trace::inject(&span, request.headers_mut());
         let exchange = async {
             let response = self
                 .client
@@ -150,7 +154,7 @@ impl UrlOrigin {
             }
         };
         let started = std::time::Instant::now();
-        let result = tokio::time::timeout(timeout, exchange)
+        let result = tokio::time::timeout(timeout, exchange.instrument(span))
             .await
             .unwrap_or_else(|_| {
                 Err(LoadError::failed(format_args!(

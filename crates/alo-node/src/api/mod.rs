@@ -10,12 +10,13 @@ pub(crate) use metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alo_group::Groups;
+use alo_group::{Groups, escape};
 use alo_http::HttpPool;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use tracing::Instrument as _;
 
 use crate::members::Membership;
 
@@ -63,9 +64,15 @@ impl Api {
                 "text/plain; version=0.0.4; charset=utf-8",
                 self.metrics.encode(),
             ),
-            _ if path.starts_with(keys::BASE) && is_read => self.read(req).await,
-            _ if path.starts_with(keys::BASE) && self.allow_writes => self.write(req).await,
-            _ if path.starts_with(keys::BASE) => only_reads(),
+            _ if path.starts_with(keys::BASE) => {
+                let span = tracing::debug_span!("client request", otel.kind = "server", method = %req.method(), path = %escape(path));
+                alo_http::trace::continue_from(&span, req.headers());
+                match (is_read, self.allow_writes) {
+                    (true, _) => self.read(req).instrument(span).await,
+                    (false, true) => self.write(req).instrument(span).await,
+                    (false, false) => only_reads(),
+                }
+            }
             "/healthz" | "/readyz" | "/stats" | "/metrics" => only_reads(),
             _ => not_found(),
         }

@@ -13,10 +13,10 @@ use crate::node::{Logs, Node, bind};
 use crate::process::Process;
 
 /// The SRV name of the tests' clusters.
-const SRV: &str = "_alo._tcp.cluster.test";
+pub(crate) const SRV: &str = "_alo._tcp.cluster.test";
 
 /// `--peers-dns NAME` against `dns`, looked up every `interval_ms`.
-fn dns_args<'a>(name: &'a str, dns: &'a str, interval_ms: &'a str) -> Vec<&'a str> {
+pub(crate) fn dns_args<'a>(name: &'a str, dns: &'a str, interval_ms: &'a str) -> Vec<&'a str> {
     vec![
         "--peers-dns",
         name,

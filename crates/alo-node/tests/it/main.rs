@@ -18,5 +18,7 @@ mod origin_safety;
 mod origins;
 mod resilience;
 mod single;
+#[cfg(feature = "otlp")]
+mod trace;
 mod warm;
 mod writes;

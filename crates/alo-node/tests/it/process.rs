@@ -38,6 +38,14 @@ impl Process {
         Process::spawn(Command::new(env!("CARGO_BIN_EXE_alo-node")), args).await
     }
 
+    /// As [`start`](Process::start), with the environment variables `env` besides.
+    #[cfg_attr(not(feature = "otlp"), allow(dead_code))]
+    pub(crate) async fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_alo-node"));
+        command.envs(env.iter().copied());
+        Process::spawn(command, args).await
+    }
+
     /// As [`start`](Process::start), with the process's open-file limit, soft and hard, at
     /// `files`.
     pub(crate) async fn start_with_file_limit(files: u32, args: &[&str]) -> Process {
