@@ -8,12 +8,13 @@
 //! level, `load` aside, so the text log does not show them at the default `info`; the exporter
 //! takes every span of alo's crates, and the events at `INFO` and above inside them.
 
-use crate::config::{Config, LogFormat};
 use tracing::Subscriber;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer, Registry, fmt};
+
+use crate::config::{Config, LogFormat};
 
 /// The installed log and, with `--otlp-endpoint`, the trace exporter: [`Telemetry::shutdown`]
 /// sends the spans not yet sent.
@@ -31,11 +32,10 @@ impl Telemetry {
     /// Before installing anything: when `--otlp-endpoint` is not an `http://` URL, or the
     /// binary was built without the `otlp` feature.
     pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
         let Some(endpoint) = &config.otlp_endpoint else {
             // The filter for every layer: a span no layer wants is never made.
             let log = log(config.log_format);
-            Registry::default().with(filter).with(log).init();
+            Registry::default().with(filter()).with(log).init();
             return Ok(Telemetry {
                 #[cfg(feature = "otlp")]
                 traces: None,
@@ -49,7 +49,7 @@ impl Telemetry {
         {
             let (traces, layer) = otlp::exporter(endpoint)?;
             Registry::default()
-                .with(log(config.log_format).with_filter(filter))
+                .with(log(config.log_format).with_filter(filter()))
                 .with(layer)
                 .init();
             Ok(Telemetry {
@@ -58,7 +58,6 @@ impl Telemetry {
         }
         #[cfg(not(feature = "otlp"))]
         {
-            drop(filter);
             anyhow::bail!(
                 "--otlp-endpoint: this alo-node was built without traces; build it with `--features otlp`"
             )
@@ -75,6 +74,11 @@ impl Telemetry {
             tracing::warn!(error = %e, "the last spans were not all exported");
         }
     }
+}
+
+/// The log's filter: `RUST_LOG`, `info` by default.
+fn filter() -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
 /// The log's layer: lines of text, or JSON objects with the spans they happened in.
