@@ -138,8 +138,17 @@ mod otlp {
             .with_resource(resource.build())
             .build();
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        // What a span records is its fields, its times and its events: no busy and idle
+        // times (two clock reads a poll), no thread, source location or target attributes,
+        // and no OpenTelemetry context made current on each poll (the propagation reads the
+        // span's own).
         let layer = tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("alo-node"))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_target(false)
+            .with_context_activation(false)
             .with_filter(filter_fn(traced));
         Ok((provider, layer))
     }
