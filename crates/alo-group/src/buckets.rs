@@ -2,6 +2,7 @@
 //! atomics, so that observing one takes no lock and no allocation.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 /// Bounds for durations in nanoseconds: 25 us to 10 s, for a cache's hits and its origin's
 /// loads alike.
@@ -52,6 +53,11 @@ impl Buckets {
         let at = self.bounds.partition_point(|&bound| bound < value);
         self.counts[at].fetch_add(1, Relaxed);
         self.sum.fetch_add(value, Relaxed);
+    }
+
+    /// Counts `took` in nanoseconds (saturating), for buckets of [`DURATION_BUCKETS_NS`].
+    pub fn observe_duration(&self, took: Duration) {
+        self.observe(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
     }
 
     /// The counts now, as an exposition format wants them: cumulative.

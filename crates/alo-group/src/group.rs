@@ -376,8 +376,7 @@ impl Group {
                 let _turn = inner.turn().await;
                 let began = std::time::Instant::now();
                 let loaded = inner.getter.get(ctx).await;
-                let took = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                inner.load_durations.observe(took);
+                inner.load_durations.observe_duration(began.elapsed());
                 loaded
             };
             let until = tokio::time::Instant::from_std(deadline);

@@ -363,8 +363,7 @@ impl Health {
 
     /// A request of `kind` was answered after `took`.
     pub(crate) fn answered_in(&self, kind: RequestKind, took: Duration) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.durations[kind as usize].observe(nanos);
+        self.durations[kind as usize].observe_duration(took);
     }
 
     pub(crate) fn stats(&self) -> PeerStats {

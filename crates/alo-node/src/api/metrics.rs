@@ -112,8 +112,7 @@ impl Metrics {
     /// Counts a get of `group` answered by `outcome` after `took`.
     pub(crate) fn observe_get(&self, group: &str, outcome: Outcome, took: Duration) {
         if let Some(each) = self.gets.get(group) {
-            let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-            each[outcome as usize].observe(nanos);
+            each[outcome as usize].observe_duration(took);
         }
     }
 
