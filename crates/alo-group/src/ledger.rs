@@ -14,7 +14,7 @@
 //! A fill (a value another member read before and hands over) has no ticket here: it was read
 //! on another node, at a time this one cannot place. So the ledger also remembers the writes of
 //! the last [`FILL_GUARD`], and a fill of a key written in that time, or of any key after a purge
-//! in that time, is refused. Those keys fit in a fixed number of bytes; past it every fill is
+//! in that time, is refused. Those writes fit in a fixed number of bytes; past it every fill is
 //! refused until the guard has passed, which costs loads, never a wrong value.
 
 use std::collections::{HashMap, VecDeque};
@@ -31,11 +31,13 @@ use crate::freshness::now;
 /// read them.
 pub const FILL_GUARD: Duration = Duration::from_secs(30);
 
-/// The most bytes of keys the writes of the last [`FILL_GUARD`] are remembered in, each key
-/// charged its length and [`RECENT_OVERHEAD`].
+/// The most bytes the writes of the last [`FILL_GUARD`] are remembered in, each write charged
+/// its key's length and [`RECENT_OVERHEAD`] (a key written again is charged again: each write
+/// has its own queue entry).
 const RECENT_BYTES: usize = 4 << 20;
 
-/// What a remembered write costs beyond its key's bytes: its map and queue entries.
+/// What a remembered write costs beyond its key's bytes: its queue entry, and its share of the
+/// key's map entry.
 const RECENT_OVERHEAD: usize = 64;
 
 #[derive(Default)]
@@ -58,7 +60,7 @@ struct Recent {
     keys: HashMap<Bytes, Instant>,
     /// The same writes in the order they came, to forget them when the guard has passed.
     order: VecDeque<(Instant, Bytes)>,
-    /// What `keys` is charged, at most [`RECENT_BYTES`].
+    /// What the writes in `order` are charged, at most [`RECENT_BYTES`].
     bytes: usize,
     /// Every fill is refused until then: a purge came, or more keys were written than fit.
     all_until: Option<Instant>,
@@ -71,10 +73,10 @@ impl Recent {
                 break;
             }
             let (at, key) = self.order.pop_front().expect("a front");
+            self.bytes -= key.len() + RECENT_OVERHEAD;
             // The key stays while a later write of it is remembered.
             if self.keys.get(&key) == Some(&at) {
                 self.keys.remove(&key);
-                self.bytes -= key.len() + RECENT_OVERHEAD;
             }
         }
         if self.all_until.is_some_and(|until| until <= now) {
@@ -86,15 +88,13 @@ impl Recent {
         let now = now();
         self.forget_before(now);
         for key in keys {
-            if let Some(at) = self.keys.get_mut(key) {
-                *at = now;
-            } else if self.bytes + key.len() + RECENT_OVERHEAD <= RECENT_BYTES {
-                self.bytes += key.len() + RECENT_OVERHEAD;
-                self.keys.insert(key.clone(), now);
-            } else {
+            let cost = key.len() + RECENT_OVERHEAD;
+            if self.bytes + cost > RECENT_BYTES {
                 self.all_until = Some(now + FILL_GUARD);
                 continue;
             }
+            self.bytes += cost;
+            self.keys.insert(key.clone(), now);
             self.order.push_back((now, key.clone()));
         }
     }
@@ -312,6 +312,28 @@ mod tests {
         );
         tokio::time::advance(FILL_GUARD).await;
         assert!(ledger.fill(b"never written", || true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_key_written_over_and_over_is_remembered_within_the_bytes() {
+        let ledger = Ledger::default();
+        let writes = RECENT_BYTES / (1 + RECENT_OVERHEAD) + 1;
+        for _ in 0..writes {
+            ledger.write(&[key("a")], || {});
+        }
+        {
+            let state = ledger.lock();
+            let recent = &state.recent;
+            assert!(recent.bytes <= RECENT_BYTES);
+            assert!(recent.order.len() * (1 + RECENT_OVERHEAD) <= RECENT_BYTES);
+        }
+        assert!(
+            !ledger.fill(b"b", || true),
+            "a write may have been forgotten"
+        );
+        tokio::time::advance(FILL_GUARD).await;
+        assert!(ledger.fill(b"a", || true));
+        assert_eq!(ledger.lock().recent.bytes, 0);
     }
 
     #[test]
