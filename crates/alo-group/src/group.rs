@@ -490,15 +490,16 @@ impl Inner {
     /// Keeps a loaded value in the main cache, unless a write came first, and returns what to
     /// serve; a value too large to keep is served, and counted.
     fn fill(&self, ticket: crate::ledger::Ticket<'_>, key: Bytes, loaded: Loaded) -> Found {
-        match self.store.fill(ticket, key.clone(), loaded) {
-            Ok(found) => found.via(Via::Origin),
+        let found = match self.store.fill(ticket, key.clone(), loaded) {
+            Ok(found) => found,
             Err(found) => {
                 bump(&self.counters.values_too_large);
                 let max = self.store.max_value_bytes;
                 tracing::info!(group = %self.name, key = %escape_bytes(&key), bytes = found.value.len(), max, "value too large to cache; served");
-                found.via(Via::Origin)
+                found
             }
-        }
+        };
+        found.via(Via::Origin)
     }
 }
 

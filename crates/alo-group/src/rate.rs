@@ -44,8 +44,7 @@ impl Rates {
     fn ask_at(&self, key: &[u8], now: Instant) -> u32 {
         self.fade(now);
         let slots = self.slots(key);
-        let least = slots.iter().map(|s| s.load(Relaxed)).min().unwrap_or(0);
-        let count = least.saturating_add(1);
+        let count = least(&slots).saturating_add(1);
         for slot in slots {
             slot.fetch_max(count, Relaxed);
         }
@@ -55,13 +54,7 @@ impl Rates {
     /// The rate of `key` without counting an ask.
     #[cfg(test)]
     fn rate(&self, key: &[u8]) -> u32 {
-        per_minute(
-            self.slots(key)
-                .iter()
-                .map(|s| s.load(Relaxed))
-                .min()
-                .unwrap_or(0),
-        )
+        per_minute(least(&self.slots(key)))
     }
 
     /// The key's counter in each row.
@@ -91,6 +84,11 @@ impl Rates {
             let _ = counter.fetch_update(Relaxed, Relaxed, |c| Some(c >> shift));
         }
     }
+}
+
+/// A key's count: the least of its counters.
+fn least(slots: &[&AtomicU32; ROWS]) -> u32 {
+    slots.iter().map(|s| s.load(Relaxed)).min().unwrap_or(0)
 }
 
 /// A count in the sketch as asks per minute. A key asked `r` times a second holds, halved every

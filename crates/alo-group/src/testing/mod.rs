@@ -51,8 +51,10 @@ use self::direct::{Direct, Reach};
 
 use crate::{Error, Group, GroupBuilder, Groups, LoadError, Peer, PeerPicker};
 
-/// Gets [`get_until_hot`] makes before it gives up: a peer's value is kept one time in ten, so
-/// 500 misses in a row happen about once in 10^23.
+/// Gets [`get_until_hot`] makes before it gives up: a peer's value is kept once its owner
+/// reports the key asked often enough, which a few gets in a row do at the default hot rate,
+/// or one time in ten from a peer that reports no rate (500 misses in a row: about once in
+/// 10^23).
 const HOT_TRIES: usize = 500;
 
 /// `n` nodes in one process, each a [`Groups`] whose picker names the other nodes as peers; see
@@ -174,8 +176,9 @@ impl fmt::Debug for Cluster {
 }
 
 /// Gets `key` from `group` until its hot cache holds a copy (a peer's value is kept once its
-/// owner reports the key asked often enough): `Ok(true)` then, `Ok(false)` if 500 gets kept none. For a test of what happens to
-/// copies of a key on nodes that do not own it; give it a group whose hot cache is empty.
+/// owner reports the key asked often enough): `Ok(true)` then, `Ok(false)` if 500 gets kept
+/// none. For a test of what happens to copies of a key on nodes that do not own it; give it a
+/// group whose hot cache is empty.
 ///
 /// # Errors
 /// The first get that fails.
