@@ -22,9 +22,7 @@ use crate::load::{self, Keys, Report, Target};
 /// errors has only those of 400 and over); and a `done` that prints the summary, those counts
 /// among the errors, and one line per quantile.
 fn script(paths: &Path) -> String {
-    let mut lua = String::new();
-    let _ = write!(
-        lua,
+    format!(
         r#"
 local paths = {{}}
 for path in io.lines("{paths}") do paths[#paths + 1] = path end
@@ -54,8 +52,7 @@ done = function(summary, latency, requests)
 end
 "#,
         paths = paths.display(),
-    );
-    lua
+    )
 }
 
 /// Runs `wrk -t1` with `connections` connections on `target` for `duration`, keys drawn from
